@@ -1,0 +1,32 @@
+# Everything runs in a local virtualenv; torch is pinned to the CPU wheel this machine ships
+# (a bare `torch` would pull a multi-GB CUDA build).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+TORCH ?= torch==2.13.0
+
+.PHONY: venv install test demo bench clean
+
+$(PY):
+	python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+venv: $(PY)
+
+# Non-editable on purpose (DESIGN §2); the last line makes sure tests see this tree's source.
+install: venv
+	$(PIP) install -q "$(TORCH)"
+	$(PIP) install -q ".[test]"
+	$(PIP) install -q --force-reinstall --no-deps .
+
+test: install
+	$(PY) -m pytest -q tests
+
+demo: install
+	$(PY) -m brunoflow.demo
+
+bench: install
+	$(PY) benchmarks/engine.py
+
+clean:
+	rm -rf build *.egg-info src/*.egg-info
