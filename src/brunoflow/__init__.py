@@ -1,0 +1,22 @@
+"""brunoflow: reverse-mode autodiff on JAX whose backward pass runs over semirings.
+
+    import brunoflow as bf
+    x = bf.Node(jnp.ones(3)); y = bf.func.tanh(x * 2).sum()
+    y.backprop()                  # grad, |grad|, entropy and max/min-product in one sweep
+"""
+
+from . import ops  # noqa: F401  (wires Node operators before anything uses them)
+from . import func
+from .ad.paths import Hop, top_path
+from .ad import (ABS, IDENTITY, NEG_XLOGX, AbsGrad, EdgeMap, Entropy, Grad, MaxProduct, Node, Parameter,
+                 Semiring, kernel_stats)
+
+__all__ = ["Node", "Parameter", "func", "net", "opt", "Semiring", "Grad", "AbsGrad", "Entropy",
+           "MaxProduct", "EdgeMap", "IDENTITY", "ABS", "NEG_XLOGX", "kernel_stats", "top_path", "Hop"]
+
+
+def __getattr__(name):  # net and opt load on first use
+    if name in ("net", "opt"):
+        import importlib
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module 'brunoflow' has no attribute {name!r}")

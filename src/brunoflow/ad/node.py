@@ -1,0 +1,178 @@
+"""Node and Parameter: a value, the primitive that made it, its inputs, and semiring slots.
+
+No math lives here: operators are wired in `brunoflow.ops.operators`, backprop in
+`brunoflow.ad.backprop`. A Node's value may be a JAX tracer, so whole analyses can run
+under `jax.jit` / `jax.vmap`.
+"""
+
+import itertools
+import weakref
+
+import jax.numpy as jnp
+import numpy as np
+
+from .scope import current_scope
+
+_creation_order = itertools.count()
+
+SEMIRING_FIELDS = ("grad", "abs_val_grad", "entropy_wrt_output",
+                   "max_grad_of_output_wrt_node", "max_neg_grad_of_output_wrt_node")
+
+
+def as_array(value):
+    """Host or device data → a JAX array (tracers pass through); torch tensors via numpy."""
+    if isinstance(value, Node):
+        return value.val
+    if type(value).__module__.startswith("torch"):
+        value = value.detach().cpu().numpy()
+    return jnp.asarray(value)
+
+
+class Node:
+    """One tensor in the computation graph.
+
+    Attributes:
+        val: the forward value (a JAX array, or a tracer under jax.jit/vmap).
+        inputs: what the op that made this node consumed (Nodes or constant arrays); () for leaves.
+        op, static: that op (a Primitive) and its static keyword parameters; None/{} for leaves.
+        module, module_path: the Network whose forward made this node, and its dotted path.
+        grad, abs_val_grad, entropy_wrt_output: filled by `backprop`, None before.
+        max_grad_of_output_wrt_node, max_neg_grad_of_output_wrt_node: (values, parents) where
+            parents[i] indexes `get_parents()` (the consumer whose path won), -1 for none.
+    """
+
+    # numpy must defer to Node's reflected operators: otherwise `ndarray - node` treats the
+    # Node as a sequence and runs one getitem kernel per element
+    __array_ufunc__ = None
+
+    def __init__(self, val, name=None):
+        self.val = as_array(val)
+        self.name = name
+        self.op = None
+        self.static = {}
+        self.inputs = ()
+        self._init_bookkeeping()
+
+    @classmethod
+    def from_op(cls, op, inputs, static, val):
+        node = cls.__new__(cls)
+        node.val = val
+        node.name = None
+        node.op = op
+        node.static = static
+        node.inputs = inputs
+        node._init_bookkeeping()
+        return node
+
+    def _init_bookkeeping(self):
+        self._order = next(_creation_order)  # creation order is a topological order
+        self.module, self.module_path = current_scope()
+        self._consumers = []
+        for field in SEMIRING_FIELDS:
+            setattr(self, field, None)
+
+    # -- array-like surface -------------------------------------------------------------
+    @property
+    def shape(self):
+        return tuple(jnp.shape(self.val))
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    @property
+    def size(self):
+        return int(np.prod(self.shape))
+
+    @property
+    def dtype(self):
+        return self.val.dtype
+
+    @property
+    def is_leaf(self):
+        return self.op is None
+
+    def set_name(self, new_name):
+        self.name = new_name
+
+    def __len__(self):
+        if not self.shape:
+            raise TypeError("len() of a 0-d Node")
+        return self.shape[0]
+
+    def __repr__(self):
+        where = f", module_path={self.module_path!r}" if self.module_path else ""
+        made_by = f"op={self.op.name}" if self.op is not None else "leaf"
+        label = f"name={self.name!r}, " if self.name else ""
+        return f"{type(self).__name__}({label}{made_by}, shape={self.shape}, dtype={self.dtype}{where})"
+
+    # -- backprop results ---------------------------------------------------------------
+    def backprop(self, values_to_compute=("grad", "max_grad", "abs_val_grad", "entropy"),
+                 save_leaf_grads_only=False, retain=None):
+        """Run one reverse sweep from this node for every semiring named in values_to_compute.
+
+        Leaves accumulate (⊕) what earlier backprops left, as torch's .grad does: call
+        `zero_gradients()` between independent runs. Non-leaf values are overwritten. `save_leaf_grads_only=True` frees
+        every non-leaf node's values as soon as its inputs have consumed them, except nodes in
+        `retain` (an iterable of Nodes, or a predicate `node -> bool`).
+        """
+        from .backprop import backprop
+        backprop(self, values_to_compute, save_leaf_grads_only=save_leaf_grads_only, retain=retain)
+
+    def zero_gradients(self):
+        """Clear semiring values and back-pointers of every node reachable from this one."""
+        from .backprop import ancestors
+        for node in ancestors(self):
+            node._zero_self()
+
+    def _zero_self(self):
+        self._consumers = []
+        for field in SEMIRING_FIELDS:
+            setattr(self, field, None)
+
+    def compute_entropy(self):
+        """Shannon entropy of the gradient paths from this node to the output (needs "entropy")."""
+        if self.entropy_wrt_output is None or self.abs_val_grad is None:
+            raise ValueError("compute_entropy() needs backprop(values_to_compute=(..., 'entropy')) "
+                             "to have reached this node first")
+        a = self.abs_val_grad
+        safe = jnp.where(a > 0, a, 1)
+        return Node(jnp.where(a > 0, self.entropy_wrt_output / safe + jnp.log(safe), 0))
+
+    def get_parents(self):
+        """The consumers (op outputs) this node fed in the backprops since zero_gradients().
+
+        Held weakly, so a leaf (a model weight) never keeps a whole old graph alive: a consumer
+        whose graph was freed shows as None. Keep the output (or model outputs) to walk paths.
+        """
+        return [ref() for ref in self._consumers]
+
+    def get_max_grad_parent(self):
+        """Object array of this node's shape: per element, the consumer on the top path (or None)."""
+        return self._parents_view(self.max_grad_of_output_wrt_node, "max_grad_of_output_wrt_node")
+
+    def get_max_neg_grad_parent(self):
+        return self._parents_view(self.max_neg_grad_of_output_wrt_node, "max_neg_grad_of_output_wrt_node")
+
+    def _parents_view(self, field, name):
+        if field is None:
+            raise ValueError(f"{name} is empty: run backprop(values_to_compute=(..., 'max_grad')) first")
+        index = np.asarray(field[1])
+        table = np.empty(len(self._consumers) + 1, dtype=object)
+        for i, consumer in enumerate(self.get_parents()):  # element-wise: a Node looks like a sequence
+            table[i] = consumer
+        # the last slot stays None: index -1 means nothing flowed
+        return table[index]
+
+    # -- in-place updates (optimizers, weight loading) ----------------------------------
+    def copy_(self, src):
+        """Replace this node's value by src (Node, array, or torch tensor) of the same shape."""
+        value = as_array(src)
+        if tuple(value.shape) != self.shape:
+            raise ValueError(f"copy_: source shape {tuple(value.shape)} does not match {self.shape}")
+        self.val = value.astype(self.val.dtype) if value.dtype != self.val.dtype else value
+        return self
+
+
+class Parameter(Node):
+    """A trainable leaf of a Network."""

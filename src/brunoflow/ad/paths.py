@@ -1,0 +1,65 @@
+"""Walk the top gradient path after a max-product backprop.
+
+Back-pointers are operation-granular: they say which consumer op won for an element, not
+which of that op's output elements. To continue the walk, each hop picks the output
+element o with the largest single-edge contribution J[o, e]·(hi or lo)[o], where the
+Jacobian column J[:, e] comes from one forward-mode product (jax.jvp) with a one-hot
+tangent: exact for every primitive, and no dense Jacobian is ever built.
+"""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+class Hop(NamedTuple):
+    node: object            # the Node on the path
+    index: tuple            # the element of that node
+    value: float            # its max-product value (max_grad_of_output_wrt_node)
+
+    @property
+    def module_path(self):
+        return self.node.module_path
+
+
+def _jacobian_column(consumer, source, index):
+    xs = [inp.val if hasattr(inp, "val") else inp for inp in consumer.inputs]
+    slots = [k for k, inp in enumerate(consumer.inputs) if inp is source]
+    tangent = jnp.zeros(source.shape, source.dtype).at[index].set(1)
+
+    def f(t):
+        args = [t if k in slots else x for k, x in enumerate(xs)]
+        return consumer.op.impl(*args, **consumer.static)
+
+    return jax.jvp(f, (source.val,), (tangent,))[1]
+
+
+def top_path(node, index, max_hops=100_000):
+    """The hops from `node[index]` to the output along the max-product back-pointers."""
+    if node.max_grad_of_output_wrt_node is None:
+        raise ValueError("top_path needs backprop(values_to_compute=(..., 'max_grad')) without "
+                         "save_leaf_grads_only (or with the path's nodes retained)")
+    index = tuple(int(i) for i in np.atleast_1d(index)) if node.shape else ()
+    hops = []
+    for _ in range(max_hops):
+        hi, hi_from = node.max_grad_of_output_wrt_node
+        hops.append(Hop(node, index, float(hi[index])))
+        winner = int(hi_from[index])
+        if winner < 0:
+            return hops
+        consumer = node._consumers[winner]()
+        if consumer is None:
+            raise ValueError("the top path's next node was freed: keep a reference to the output "
+                             "(or the model outputs) while walking paths")
+        if consumer.max_grad_of_output_wrt_node is None:
+            raise ValueError(f"the path leaves the retained nodes at {consumer!r}: retain it or "
+                             "backprop without save_leaf_grads_only")
+        column = _jacobian_column(consumer, node, index)
+        c_hi, _ = consumer.max_grad_of_output_wrt_node
+        c_lo, _ = consumer.max_neg_grad_of_output_wrt_node
+        score = jnp.where(column != 0, jnp.maximum(column * c_hi, column * c_lo), -jnp.inf)  # existing edges only
+        index = tuple(int(i) for i in np.unravel_index(int(jnp.argmax(score)), score.shape))
+        node = consumer
+    raise RuntimeError(f"top_path did not reach the output within {max_hops} hops")

@@ -1,0 +1,228 @@
+"""Primitives: a named forward plus ONE Jacobian declaration from one of three families.
+
+* elementwise: the op declares its local partials (arrays broadcastable to the output);
+  the φ-VJP for input k is `unbroadcast(φ(partial_k) * g, x_k.shape)`.
+* linear: the op is linear in each differentiable input, and declares its plain VJP per
+  input, taking the *other* operands as arguments. The φ-VJP is that VJP with the other
+  operands replaced by φ(operand) (contractions), or scaled by φ(c) when every Jacobian
+  entry is the constant c (structural ops: c = 1, so φ gives 1, 1 and 0).
+* selection: the Jacobian is a 0/1 (tie-split) weight per input element that picks where a
+  reduced output came from; the φ-VJP is `φ(weight) * expand(g)`.
+
+A semiring never appears here: adding one changes no op. Kernels (forward, and one fused
+backward per op that runs every requested semiring and ⊕ at once) are jitted and cached
+by (op, static params, shapes, dtypes, semirings, input layout).
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .node import Node, as_array
+
+
+def unbroadcast(g, shape):
+    """Transpose of broadcasting: sum g down to `shape`."""
+    if g.shape == tuple(shape):
+        return g
+    extra = g.ndim - len(shape)
+    axes = tuple(range(extra)) + tuple(
+        extra + i for i, n in enumerate(shape) if n == 1 and g.shape[extra + i] != 1)
+    return jnp.sum(g, axis=axes).reshape(shape)
+
+
+class Primitive:
+    """A named op: `impl(*arrays, **static)` and how its Jacobian looks."""
+
+    family = None
+
+    def __init__(self, name, impl, rule, differentiable=None, constant=1.0):
+        self.name = name
+        self.impl = impl
+        self.rule = rule
+        # Which positional inputs carry derivatives (None: all); e.g. where's condition does not.
+        self.differentiable = differentiable
+        self.constant = constant
+
+    def __repr__(self):
+        return f"<{self.family} primitive {self.name}>"
+
+    def phi_vjps(self, maps, xs, out, static):
+        """For each input slot, {φ: g ↦ φ-VJP of g}; φ-VJPs are traced inside the backward kernel."""
+        raise NotImplementedError
+
+
+class Elementwise(Primitive):
+    family = "elementwise"
+
+    def phi_vjps(self, maps, xs, out, static):
+        partials = self.rule(out, *xs, **static)
+        tables = []
+        for x, p in zip(xs, partials):
+            if p is None:  # a non-differentiable slot (e.g. where's condition)
+                tables.append({})
+                continue
+            shape = jnp.shape(x)
+            tables.append({phi: (lambda g, m=phi.array(p), shape=shape: unbroadcast(m * g, shape))
+                           for phi in maps})
+        return tables
+
+
+class Linear(Primitive):
+    """Structural ops (constant entries) and contractions (entries from another operand).
+
+    `rule(g, *xs, **static)` returns the plain VJP for every input; rule=None derives it as
+    the transpose of the (linear) forward with jax.vjp. `constant` is the structural ops'
+    Jacobian entry (a float, or a function of (xs, static), e.g. 1/n for a mean).
+    """
+
+    family = "linear"
+
+    def __init__(self, name, impl, rule=None, differentiable=None, constant=1.0, contraction=False):
+        super().__init__(name, impl, rule or self._transpose_of_forward, differentiable, constant)
+        self.contraction = contraction
+
+    def _transpose_of_forward(self, g, *xs, **static):
+        return jax.vjp(lambda *ops: self.impl(*ops, **static), *xs)[1](g)
+
+    def phi_vjps(self, maps, xs, out, static):
+        tables = [{} for _ in xs]
+        for phi in maps:
+            if self.contraction:
+                mapped = tuple(phi.array(x) for x in xs)
+                for k in range(len(xs)):
+                    tables[k][phi] = (lambda g, k=k, mapped=mapped:
+                                      self.rule(g, *mapped, **static)[k])
+            else:
+                entry = self.constant(xs, static) if callable(self.constant) else self.constant
+                scale = phi.constant(entry)
+                for k, x in enumerate(xs):
+                    if scale == 0:
+                        tables[k][phi] = lambda g, x=x: jnp.zeros(jnp.shape(x), g.dtype)
+                    elif scale == 1:
+                        tables[k][phi] = lambda g, k=k: self.rule(g, *xs, **static)[k]
+                    else:
+                        tables[k][phi] = lambda g, k=k, s=scale: s * self.rule(g, *xs, **static)[k]
+        return tables
+
+
+class Selection(Primitive):
+    """reduce_max/min: `rule(out, x, **static)` gives the tie-split 0/1 weight per element of x."""
+
+    family = "selection"
+
+    def phi_vjps(self, maps, xs, out, static):
+        (x,) = xs
+        weight = self.rule(out, x, **static)
+        axis, keepdims, ndim = static["axis"], static["keepdims"], jnp.ndim(x)
+        reduced = tuple(range(ndim)) if axis is None else tuple(
+            a % ndim for a in ((axis,) if isinstance(axis, int) else axis))
+
+        def expand(g):  # transpose of the reduction: broadcast g back over the reduced axes
+            return jnp.broadcast_to(g if keepdims else jnp.expand_dims(g, reduced), jnp.shape(x))
+
+        return [{phi: (lambda g, m=phi.array(weight): m * expand(g)) for phi in maps}]
+
+
+# ---------------------------------------------------------------------------------------
+# Kernel caches. Keys are hashable descriptions; values are jitted callables.
+
+class KernelStats:
+    __slots__ = ("hits", "misses")
+
+    def __init__(self):
+        self.hits = 0
+        self.misses = 0
+
+    def reset(self):
+        self.hits = self.misses = 0
+
+    @property
+    def hit_rate(self):
+        total = self.hits + self.misses
+        return self.hits / total if total else 0.0
+
+
+stats = KernelStats()
+_forward_cache = {}
+_backward_cache = {}
+
+
+def _signature(arrays):
+    # Python scalars are weakly typed constants: their type is the whole signature.
+    return tuple((a.shape, a.dtype) if hasattr(a, "dtype") else type(a) for a in arrays)
+
+
+def forward_kernel(prim, arrays, static):
+    key = (prim, tuple(sorted(static.items())), _signature(arrays))
+    fn = _forward_cache.get(key)
+    if fn is None:
+        stats.misses += 1
+        fn = _forward_cache[key] = jax.jit(lambda *xs: prim.impl(*xs, **static))
+    else:
+        stats.hits += 1
+    return fn
+
+
+def backward_kernel(prim, static, semirings, groups, first, arrays):
+    """One jitted kernel for op `prim`: pull every semiring to every distinct input and ⊕ it in.
+
+    groups[d]: the slots distinct input d occupies (x*x uses x twice: its VJPs add up, as
+    parallel edges of one op). first[d]: d has no accumulated state yet, so nothing to ⊕.
+    """
+    key = (prim, tuple(sorted(static.items())), semirings, groups, first, _signature(arrays))
+    fn = _backward_cache.get(key)
+    if fn is not None:
+        stats.hits += 1
+        return fn
+    stats.misses += 1
+    maps = tuple(dict.fromkeys(m for s in semirings for m in s.maps))
+
+    def kernel(xs, out, up, acc, consumer):
+        tables = prim.phi_vjps(maps, xs, out, static)
+        results = []
+        for d, slots in enumerate(groups):
+            per_semiring = []
+            for k, semiring in enumerate(semirings):
+                vjp = {phi: (lambda g, phi=phi: _sum_slots(tables, slots, phi, g)) for phi in semiring.maps}
+                state = semiring.pull(vjp, up[k], consumer[d])
+                if not first[d]:
+                    state = semiring.plus(acc[d][k], state)
+                per_semiring.append(tuple(state))
+            results.append(tuple(per_semiring))
+        return tuple(results)
+
+    fn = _backward_cache[key] = jax.jit(kernel)
+    return fn
+
+
+def _sum_slots(tables, slots, phi, g):
+    total = tables[slots[0]][phi](g)
+    for s in slots[1:]:
+        total = total + tables[s][phi](g)
+    return total
+
+
+def clear_caches():
+    _forward_cache.clear()
+    _backward_cache.clear()
+    stats.reset()
+
+
+def _as_input(value):
+    if isinstance(value, (Node, int, float, bool, np.ndarray, jax.Array)):
+        return value
+    return as_array(value)
+
+
+def bind(prim, *inputs, **static):
+    """Apply a primitive: run its cached forward kernel and record the Node it makes."""
+    inputs = tuple(_as_input(v) for v in inputs)
+    arrays = tuple(v.val if isinstance(v, Node) else v for v in inputs)
+    try:
+        val = forward_kernel(prim, arrays, static)(*arrays)
+    except (TypeError, ValueError) as err:
+        shapes = ", ".join(str(tuple(jnp.shape(a))) for a in arrays)
+        params = "".join(f", {k}={v!r}" for k, v in static.items())
+        raise ValueError(f"{prim.name}: cannot apply to inputs of shapes ({shapes}){params}: {err}") from err
+    return Node.from_op(prim, inputs, static, val)

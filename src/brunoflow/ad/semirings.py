@@ -1,0 +1,157 @@
+"""Semirings: small classes that know nothing about ops (pytorch-struct style).
+
+A semiring's state on a node is a tuple of arrays shaped like the node. `pull` moves the
+state of an op's output to one of its inputs, given that op's φ-VJPs (`vjp[φ](g)`, already
+summed over every slot the input occupies); `plus` is ⊕ across the op's consumers.
+`fields` are the Node attributes the state fills, and `to_fields` maps state to them.
+"""
+
+import jax.numpy as jnp
+
+from .maps import ABS, IDENTITY, NEG_XLOGX
+
+
+class Semiring:
+    fields: tuple = ()
+    maps: tuple = ()
+    tracks_parents = False  # pull() uses the consumer index: backprop must keep get_parents()
+
+    def seed(self, y):
+        raise NotImplementedError
+
+    def pull(self, vjp, up, consumer):
+        raise NotImplementedError
+
+    def plus(self, x, y):
+        raise NotImplementedError
+
+    def to_fields(self, state):
+        return state
+
+    def from_fields(self, values):
+        return tuple(values)
+
+    def __eq__(self, other):
+        return type(self) is type(other)
+
+    def __hash__(self):
+        return hash(type(self))
+
+    def __repr__(self):
+        return type(self).__name__
+
+
+class Grad(Semiring):
+    """Real numbers (+, ×): the ordinary gradient; seed 1."""
+
+    fields = ("grad",)
+    maps = (IDENTITY,)
+
+    def seed(self, y):
+        return (jnp.ones_like(y),)
+
+    def pull(self, vjp, up, consumer):
+        return (vjp[IDENTITY](up[0]),)
+
+    def plus(self, x, y):
+        return (x[0] + y[0],)
+
+
+class AbsGrad(Semiring):
+    """Non-negative reals (+, ×) over |w|: total gradient mass through a node; seed 1."""
+
+    fields = ("abs_val_grad",)
+    maps = (ABS,)
+
+    def seed(self, y):
+        return (jnp.ones_like(y),)
+
+    def pull(self, vjp, up, consumer):
+        return (vjp[ABS](up[0]),)
+
+    def plus(self, x, y):
+        return (x[0] + y[0],)
+
+
+class Entropy(Semiring):
+    """Pairs (a, h): ⊕ adds both; edge w acts as (|w|, -|w| log|w|); seed (1, 0).
+
+    After backprop, h/a + log a is the Shannon entropy of the paths to the output,
+    each path weighted ∝ its product of |w| (Node.compute_entropy).
+    """
+
+    fields = ("abs_val_grad", "entropy_wrt_output")
+    maps = (ABS, NEG_XLOGX)
+
+    def seed(self, y):
+        return jnp.ones_like(y), jnp.zeros_like(y)
+
+    def pull(self, vjp, up, consumer):
+        a, h = up
+        return vjp[ABS](a), vjp[ABS](h) + vjp[NEG_XLOGX](a)
+
+    def plus(self, x, y):
+        return x[0] + y[0], x[1] + y[1]
+
+
+class MaxProduct(Semiring):
+    """Operation-granularity max-product with its min twin, plus back-pointers.
+
+    State (hi, lo, hi_from, lo_from). Through one op: the op's VJP of the upstream hi and
+    of the upstream lo, then their elementwise max (hi) and min (lo): a negative partial
+    swaps the tracks. ⊕ across consumers is max (hi) / min (lo); `*_from` is the index of
+    the winning consumer in `Node.get_parents()`, -1 where nothing flowed. Ties go to the
+    lower index, so the result does not depend on traversal order. Seed (1, 1, -1, -1).
+    """
+
+    fields = ("max_grad_of_output_wrt_node", "max_neg_grad_of_output_wrt_node")
+    maps = (IDENTITY,)
+    tracks_parents = True
+
+    def seed(self, y):
+        none = jnp.full(jnp.shape(y), -1, jnp.int32)
+        return jnp.ones_like(y), jnp.ones_like(y), none, none
+
+    def pull(self, vjp, up, consumer):
+        via_hi, via_lo = vjp[IDENTITY](up[0]), vjp[IDENTITY](up[1])
+        winner = jnp.full(via_hi.shape, consumer, jnp.int32)
+        return jnp.maximum(via_hi, via_lo), jnp.minimum(via_hi, via_lo), winner, winner
+
+    def plus(self, x, y):
+        take_hi = (y[0] > x[0]) | ((y[0] == x[0]) & (y[2] < x[2]))
+        take_lo = (y[1] < x[1]) | ((y[1] == x[1]) & (y[3] < x[3]))
+        return (jnp.where(take_hi, y[0], x[0]), jnp.where(take_lo, y[1], x[1]),
+                jnp.where(take_hi, y[2], x[2]), jnp.where(take_lo, y[3], x[3]))
+
+    def to_fields(self, state):
+        hi, lo, hi_from, lo_from = state
+        return (hi, hi_from), (lo, lo_from)
+
+    def from_fields(self, values):
+        (hi, hi_from), (lo, lo_from) = values
+        return hi, lo, hi_from, lo_from
+
+
+# The names `backprop(values_to_compute=...)` accepts, as in the original brunoflow.
+BY_NAME = {"grad": Grad(), "abs_val_grad": AbsGrad(), "entropy": Entropy(), "max_grad": MaxProduct()}
+
+
+def resolve(values_to_compute):
+    """Names (or Semiring instances) → the semirings to run, dropping ones another subsumes."""
+    if isinstance(values_to_compute, (str, Semiring)):
+        values_to_compute = (values_to_compute,)
+    chosen = []
+    for v in values_to_compute:
+        if isinstance(v, Semiring):
+            chosen.append(v)
+        elif v in BY_NAME:
+            chosen.append(BY_NAME[v])
+        else:
+            raise ValueError(f"unknown value to compute {v!r}; valid names are {sorted(BY_NAME)} "
+                             "(or pass Semiring instances)")
+    if not chosen:
+        raise ValueError(f"values_to_compute is empty; pick any of {sorted(BY_NAME)}")
+    unique = list(dict.fromkeys(chosen))
+    # AbsGrad's field is a component of Entropy's state: computing both would do it twice.
+    return tuple(s for s in unique
+                 if not any(o is not s and set(s.fields) < set(o.fields) for o in unique))
