@@ -1,0 +1,12 @@
+"""bf.net: torch-style modules whose calls tag every Node with the module's dotted path."""
+
+from .container import ModuleList, Sequential
+from .dropout import Dropout
+from .embedding import Embedding
+from .layernorm import LayerNorm
+from .linear import Linear
+from .module import IncompatibleKeys, Network, manual_seed
+from ..ad.node import Parameter
+
+__all__ = ["Network", "ModuleList", "Sequential", "Linear", "Embedding", "LayerNorm", "Dropout", "Parameter",
+           "IncompatibleKeys", "manual_seed"]

@@ -1,0 +1,58 @@
+"""Embedding: rows of a (num_embeddings, embedding_dim) table picked by integer ids."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..ad.node import Node, Parameter
+from ..func import embedding
+from .module import Network, make_key
+
+
+def _host_ids(ids):
+    """ids as a host numpy array for the range check, or None when they are traced."""
+    if isinstance(ids, Node):
+        ids = ids.val
+    if isinstance(ids, jax.core.Tracer):
+        return None
+    if type(ids).__module__.startswith("torch"):
+        return ids.detach().cpu().numpy()
+    return np.asarray(ids)
+
+
+class Embedding(Network):
+    """Lookup table, initialised N(0, 1) as torch, with the padding_idx row zeroed.
+
+    NB: differs from torch in that the padding row's gradient is not masked: masking would
+    add a node to the graph that the other semirings would see. The row starts at zero and
+    checkpoints keep it there, so forward values agree.
+    Graph: one getitem (gather) of `weight`.
+    """
+
+    def __init__(self, num_embeddings, embedding_dim, padding_idx=None, key=None, dtype=jnp.float32):
+        super().__init__()
+        self.num_embeddings, self.embedding_dim = int(num_embeddings), int(embedding_dim)
+        if padding_idx is not None:
+            if not -self.num_embeddings <= padding_idx < self.num_embeddings:
+                raise ValueError(f"padding_idx must be in [-{self.num_embeddings}, {self.num_embeddings}), "
+                                 f"got {padding_idx}")
+            padding_idx %= self.num_embeddings
+        self.padding_idx = padding_idx
+        table = jax.random.normal(make_key(key), (self.num_embeddings, self.embedding_dim), dtype)
+        if padding_idx is not None:
+            table = table.at[padding_idx].set(0)
+        self.weight = Parameter(table)
+
+    def forward(self, ids):
+        host = _host_ids(ids)
+        # checked on host: an out-of-range gather on device clamps silently instead of failing
+        if host is not None and host.size and np.issubdtype(host.dtype, np.integer):
+            lo, hi = int(host.min()), int(host.max())
+            if lo < 0 or hi >= self.num_embeddings:
+                raise ValueError(f"Embedding ids must be in [0, {self.num_embeddings - 1}] "
+                                 f"(num_embeddings={self.num_embeddings}), got ids in [{lo}, {hi}]")
+        return embedding(ids.val if isinstance(ids, Node) else ids, self.weight)
+
+    def extra_repr(self):
+        pad = f", padding_idx={self.padding_idx}" if self.padding_idx is not None else ""
+        return f"{self.num_embeddings}, {self.embedding_dim}{pad}"

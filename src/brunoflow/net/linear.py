@@ -1,0 +1,44 @@
+"""Linear: y = x @ weight.T + bias, weight stored (out_features, in_features) as torch."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+from ..ad.node import Node, Parameter
+from ..ops import add, matmul, transpose
+from .module import Network, make_key
+
+
+def shape_of(x):
+    return x.shape if isinstance(x, Node) else tuple(jnp.shape(x))
+
+
+class Linear(Network):
+    """Affine map over the last axis of a Node or array.
+
+    Init as torch: weight and bias uniform in ±1/sqrt(in_features) (kaiming-uniform with
+    a=sqrt(5)), drawn from `key` (a JAX PRNG key or an int seed; None: the next key of the
+    stream `bf.net.manual_seed` seeds).
+    Graph: transpose(weight), matmul, add — so |grad|, entropy and max-product see the same
+    edges as the original brunoflow's Linear.
+    """
+
+    def __init__(self, in_features, out_features, bias=True, key=None, dtype=jnp.float32):
+        super().__init__()
+        self.in_features, self.out_features = int(in_features), int(out_features)
+        bound = 1 / math.sqrt(self.in_features) if self.in_features > 0 else 0.0
+        w_key, b_key = jax.random.split(make_key(key))
+        self.weight = Parameter(jax.random.uniform(w_key, (self.out_features, self.in_features), dtype, -bound, bound))
+        self.bias = Parameter(jax.random.uniform(b_key, (self.out_features,), dtype, -bound, bound)) if bias else None
+
+    def forward(self, x):
+        shape = shape_of(x)
+        if not shape or shape[-1] != self.in_features:
+            raise ValueError(f"Linear expects inputs of shape (..., {self.in_features}) "
+                             f"(in_features={self.in_features}), got shape {shape}")
+        out = matmul(x, transpose(self.weight))
+        return add(out, self.bias) if self.bias is not None else out
+
+    def extra_repr(self):
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
