@@ -1,0 +1,160 @@
+"""The sweep itself: depth, accumulation, memory options, and errors at the boundary."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import brunoflow as bf
+from brunoflow.ad.backprop import ancestors
+
+
+def _mlp(x, w1, w2):
+    return bf.func.tanh(bf.func.tanh(x @ w1) @ w2).sum()
+
+
+def _leaves(seed=0):
+    rng = np.random.default_rng(seed)
+    return (bf.Node(rng.normal(size=(3, 4)).astype(np.float32)),
+            bf.Node(rng.normal(size=(4, 5)).astype(np.float32)),
+            bf.Node(rng.normal(size=(5, 2)).astype(np.float32)))
+
+
+def test_twenty_thousand_op_chain_backprops_without_recursion():
+    x = bf.Node(jnp.full((4,), 0.1))
+    y = x
+    for i in range(20_000):
+        y = bf.func.tanh(y) if i % 2 else y * 1.0001
+    y.sum().backprop()
+
+    def chain(v):  # the same 10,000 (mul, tanh) pairs as a loop, so XLA compiles it once
+        return jax.lax.fori_loop(0, 10_000, lambda _, u: jnp.tanh(u * 1.0001), v).sum()
+
+    expected = jax.jit(jax.grad(chain))(x.val)
+    np.testing.assert_allclose(x.grad, expected, rtol=1e-5)
+    assert np.all(np.asarray(x.abs_val_grad) >= np.abs(np.asarray(x.grad)) * (1 - 1e-6))
+
+
+def test_second_backprop_after_zero_gradients_gives_the_same_values():
+    x, w1, w2 = _leaves()
+    loss = _mlp(x, w1, w2)
+    loss.backprop()
+    first = {f: np.asarray(getattr(w1, f)) for f in ("grad", "abs_val_grad", "entropy_wrt_output")}
+    first_max = [np.asarray(a) for a in w1.max_grad_of_output_wrt_node]
+    loss.zero_gradients()
+    assert w1.grad is None and w1.get_parents() == []
+    loss.backprop()
+    for f, value in first.items():
+        np.testing.assert_array_equal(getattr(w1, f), value)
+    for a, b in zip(w1.max_grad_of_output_wrt_node, first_max):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_leaves_accumulate_like_torch_and_intermediates_do_not():
+    x, w1, w2 = _leaves()
+    hidden = bf.func.tanh(x @ w1)
+    loss = bf.func.tanh(hidden @ w2).sum()
+    loss.backprop(values_to_compute=("grad",))
+    once_leaf, once_hidden = np.asarray(w1.grad), np.asarray(hidden.grad)
+    loss.backprop(values_to_compute=("grad",))
+    np.testing.assert_allclose(w1.grad, 2 * once_leaf, rtol=1e-6)
+    np.testing.assert_allclose(hidden.grad, once_hidden, rtol=1e-6)
+
+
+def test_max_product_accumulates_across_backprops_with_consistent_parents():
+    x = bf.Node(jnp.array([1.0, -2.0]))
+    a, b = x * 3.0, x * -1.0
+    a.sum().backprop(values_to_compute=("max_grad",))
+    b.sum().backprop(values_to_compute=("max_grad",))
+    hi, hi_from = x.max_grad_of_output_wrt_node
+    np.testing.assert_array_equal(hi, [3.0, 3.0])
+    assert [p is a for p in x.get_max_grad_parent()] == [True, True]
+    lo = x.max_neg_grad_of_output_wrt_node[0]
+    np.testing.assert_array_equal(lo, [-1.0, -1.0])
+    assert all(p is b for p in x.get_max_neg_grad_parent())
+
+
+def test_save_leaf_grads_only_frees_intermediates_but_keeps_retained_nodes():
+    x, w1, w2 = _leaves()
+    hidden = bf.func.tanh(x @ w1)
+    out = bf.func.tanh(hidden @ w2).sum()
+    out.backprop(save_leaf_grads_only=True, retain=[hidden])
+    assert hidden.grad is not None and hidden.max_grad_of_output_wrt_node is not None
+    for node in ancestors(out):
+        if node.op is not None and node is not hidden:
+            assert node.grad is None and node.entropy_wrt_output is None, node
+    assert w1.grad is not None and x.grad is not None
+
+    reference_x, reference_w1, reference_w2 = _leaves()
+    _mlp(reference_x, reference_w1, reference_w2).backprop()
+    np.testing.assert_allclose(w1.grad, reference_w1.grad, rtol=1e-6)
+    np.testing.assert_allclose(w1.entropy_wrt_output, reference_w1.entropy_wrt_output, rtol=1e-6)
+
+
+def test_retain_accepts_a_predicate():
+    x, w1, w2 = _leaves()
+    out = _mlp(x, w1, w2)
+    out.backprop(values_to_compute=("grad",), save_leaf_grads_only=True, retain=lambda n: n.op.name == "matmul")
+    kept = [n for n in ancestors(out) if n.grad is not None and n.op is not None]
+    assert kept and all(n.op.name == "matmul" for n in kept)
+
+
+def test_kernels_compile_once_per_shape():
+    x, w1, w2 = _leaves(1)
+    _mlp(x, w1, w2).backprop()
+    bf.kernel_stats.reset()
+    x2, w12, w22 = _leaves(2)
+    _mlp(x2, w12, w22).backprop()
+    assert bf.kernel_stats.misses == 0 and bf.kernel_stats.hits > 0
+
+
+def test_float64_when_x64_is_enabled():
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(0)
+        xv, wv = rng.normal(size=(3, 4)), rng.normal(size=(4, 2))
+        x, w = bf.Node(xv), bf.Node(wv)
+        out = bf.func.tanh(x @ w).sum()
+        out.backprop()
+        assert x.grad.dtype == jnp.float64 and x.entropy_wrt_output.dtype == jnp.float64
+        expected = jax.grad(lambda a: jnp.tanh(a @ wv).sum())(jnp.asarray(xv))
+        np.testing.assert_allclose(x.grad, expected, rtol=1e-12)
+
+
+# -- bad input: clear errors that name the problem, raised before any kernel runs -------
+
+def test_incompatible_shapes_name_the_op_and_shapes():
+    with pytest.raises(ValueError, match=r"add.*\(3,\).*\(4,\)"):
+        bf.Node(jnp.ones(3)) + bf.Node(jnp.ones(4))
+    with pytest.raises(ValueError, match=r"matmul.*\(2, 3\).*\(4, 5\)"):
+        bf.Node(jnp.ones((2, 3))) @ bf.Node(jnp.ones((4, 5)))
+
+
+def test_unknown_values_to_compute_lists_the_valid_names():
+    x = bf.Node(jnp.ones(3))
+    with pytest.raises(ValueError, match=r"'gradient'.*abs_val_grad.*entropy.*grad.*max_grad"):
+        (x * 2.0).sum().backprop(values_to_compute=("gradient",))
+    assert x.grad is None
+
+
+def test_non_float_leaf_is_rejected_before_anything_is_written():
+    ints = bf.Node(jnp.arange(3))
+    floats = bf.Node(jnp.ones(3))
+    out = (ints * floats).sum()
+    with pytest.raises(TypeError, match=r"floating-point.*int"):
+        out.backprop()
+    assert floats.grad is None
+
+
+def test_get_max_grad_parent_before_backprop_explains_what_to_do():
+    with pytest.raises(ValueError, match="max_grad"):
+        bf.Node(jnp.ones(2)).get_max_grad_parent()
+    with pytest.raises(ValueError, match="entropy"):
+        bf.Node(jnp.ones(2)).compute_entropy()
+
+
+def test_copy_checks_shapes_and_keeps_dtype():
+    p = bf.Parameter(jnp.zeros((2, 3)))
+    p.copy_(np.ones((2, 3), dtype=np.float64))
+    assert p.val.dtype == jnp.float32 and float(p.val.sum()) == 6.0
+    with pytest.raises(ValueError, match=r"\(3, 2\).*\(2, 3\)"):
+        p.copy_(np.ones((3, 2)))

@@ -1,0 +1,46 @@
+"""top_path follows the max-product back-pointers from a leaf element to the output."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import brunoflow as bf
+
+
+def _network():
+    rng = np.random.default_rng(0)
+    x = bf.Node(rng.normal(size=(2, 3)).astype(np.float32), name="x")
+    w1 = bf.Node(rng.normal(size=(3, 4)).astype(np.float32))
+    w2 = bf.Node(rng.normal(size=(4, 2)).astype(np.float32))
+    hidden = bf.func.tanh(x @ w1)
+    out = (bf.func.tanh(hidden @ w2) * hidden[:, :2]).sum()
+    return x, hidden, out
+
+
+def test_hops_are_consecutive_edges_ending_at_the_output():
+    x, _, out = _network()
+    out.backprop()
+    for e in np.ndindex(*x.shape):
+        hops = bf.top_path(x, e)
+        assert hops[0].node is x and hops[0].index == e
+        assert hops[-1].node is out
+        for prev, hop in zip(hops, hops[1:]):
+            assert any(inp is prev.node for inp in hop.node.inputs)
+            assert prev.node.get_max_grad_parent()[prev.index] is hop.node
+        np.testing.assert_allclose(hops[0].value, x.max_grad_of_output_wrt_node[0][e], rtol=1e-6)
+
+
+def test_elementwise_hops_keep_the_element():
+    x = bf.Node(jnp.array([0.5, -1.0, 2.0]))
+    out = bf.func.exp(bf.func.tanh(x) * 2.0).sum()
+    out.backprop(values_to_compute=("max_grad",))
+    hops = bf.top_path(x, 1)
+    assert [h.node.op.name if h.node.op else "leaf" for h in hops] == ["leaf", "tanh", "mul", "exp", "reduce_sum"]
+    assert all(h.index == (1,) for h in hops[:-1])
+
+
+def test_top_path_needs_max_grad():
+    x, _, out = _network()
+    out.backprop(values_to_compute=("grad",))
+    with pytest.raises(ValueError, match="max_grad"):
+        bf.top_path(x, (0, 0))

@@ -1,0 +1,79 @@
+"""Contractions: matmul and einsum; Jacobian entries are the other operand's entries."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import brunoflow as bf
+from brunoflow import func as F
+
+from .._check import check_contraction
+
+CONSTANT = np.array([[0.5, -1.5], [2.0, 1.0], [-0.75, 1.25]], np.float32)
+
+ROWS = [
+    # id, bf, jnp, shapes
+    ("matmul_operator", lambda a, b: a @ b, jnp.matmul, [(2, 3), (3, 4)]),
+    ("matmul_batch_broadcast", F.matmul, jnp.matmul, [(2, 1, 2, 3), (3, 3, 2)]),
+    ("matmul_vector_left", F.matmul, jnp.matmul, [(3,), (3, 4)]),
+    ("matmul_vector_right", F.matmul, jnp.matmul, [(2, 3), (3,)]),
+    ("matmul_dot", F.matmul, jnp.matmul, [(3,), (3,)]),
+    ("matmul_constant_right", lambda a: a @ CONSTANT, lambda a: a @ CONSTANT, [(4, 3)]),
+    ("einsum_batched", lambda a, b: F.einsum("bij,bkj->bik", a, b), lambda a, b: jnp.einsum("bij,bkj->bik", a, b),
+     [(2, 2, 3), (2, 4, 3)]),
+    ("einsum_outer", lambda a, b: F.einsum("i,j->ij", a, b), lambda a, b: jnp.einsum("i,j->ij", a, b),
+     [(3,), (4,)]),
+    ("einsum_rowwise_dot", lambda a, b: F.einsum("ij,ij->i", a, b), lambda a, b: jnp.einsum("ij,ij->i", a, b),
+     [(3, 4), (3, 4)]),
+    ("einsum_diag_times_vector", lambda a, b: F.einsum("ii,i->i", a, b), lambda a, b: jnp.einsum("ii,i->i", a, b),
+     [(3, 3), (3,)]),
+    # a in both slots: parallel edges, as the bf graph has them
+    ("einsum_same_operand_twice", lambda a: F.einsum("ij,kj->ik", a, a), lambda a: jnp.einsum("ij,kj->ik", a, a),
+     [(3, 2)], [(lambda a, b: jnp.einsum("ij,kj->ik", a, b), [0, 0])]),
+    ("matmul_same_operand_twice", lambda a: a @ a, lambda a: a @ a, [(3, 3)], [(jnp.matmul, [0, 0])]),
+]
+
+
+@pytest.mark.parametrize("fn_bf, fn_jnp, shapes, ops",
+                         [pytest.param(*r[1:4], r[4] if len(r) > 4 else None, id=r[0]) for r in ROWS])
+def test_contraction(fn_bf, fn_jnp, shapes, ops):
+    check_contraction(fn_bf, fn_jnp, shapes, ops=ops)
+
+
+# One operand: every Jacobian entry is the constant 1 (a permutation, a diagonal, a sum),
+# so −|w| log|w| = 0 and the entropy of a path through it adds nothing (DESIGN §3).
+UNARY = [
+    ("einsum_transpose", "ij->ji", [(3, 4)]),
+    ("einsum_diagonal", "ii->i", [(3, 3)]),
+    ("einsum_row_sum", "ij->i", [(3, 4)]),
+]
+
+
+@pytest.mark.parametrize("subscripts, shapes", [pytest.param(*r[1:], id=r[0]) for r in UNARY])
+def test_einsum_one_operand(subscripts, shapes):
+    check_contraction(lambda a: F.einsum(subscripts, a), lambda a: jnp.einsum(subscripts, a), shapes)
+
+
+def test_einsum_three_operands_is_a_chain_of_two_operand_contractions():
+    # the graph is (a·b)·c: two einsum primitives, and the oracle tape mirrors that chain
+    check_contraction(lambda a, b, c: F.einsum("ij,jk,kl->il", a, b, c),
+                      lambda a, b, c: jnp.einsum("ij,jk,kl->il", a, b, c), [(2, 3), (3, 2), (2, 2)],
+                      ops=[(lambda a, b: jnp.einsum("ij,jk->ik", a, b), [0, 1]),
+                           (lambda ab, c: jnp.einsum("ik,kl->il", ab, c), [3, 2])],
+                      names=["einsum", "einsum"])
+
+
+def test_einsum_letter_summed_inside_one_operand():
+    # ∂out_i/∂a_ij = Σ_k b_k: an edge of weight Σ_k b_k, not one path per k, so
+    # |grad| of a is |Σ_k b_k| (the engine must not substitute |b| into the VJP here).
+    check_contraction(lambda a, b: F.einsum("ij,k->i", a, b), lambda a, b: jnp.einsum("ij,k->i", a, b),
+                      None, inputs=[np.ones((2, 2)), np.array([1.0, -1.0, 2.0])])
+
+
+def test_matmul_abs_and_entropy_use_the_other_operand_entries():
+    a = bf.Node(jnp.array([[2.0, -0.5]]))
+    b = bf.Node(jnp.array([[1.0], [3.0]]))
+    (a @ b).backprop()
+    np.testing.assert_allclose(b.abs_val_grad, [[2.0], [0.5]])
+    np.testing.assert_allclose(b.entropy_wrt_output, [[-2 * np.log(2)], [-0.5 * np.log(0.5)]], rtol=1e-6)
+    np.testing.assert_allclose(a.max_neg_grad_of_output_wrt_node[0], [[1.0, 3.0]])
