@@ -10,7 +10,7 @@ import weakref
 
 import jax.numpy as jnp
 
-from .node import Node
+from .node import Node, register_semiring_fields
 from .primitive import backward_kernel
 from .semirings import resolve
 
@@ -66,11 +66,15 @@ def _initial_state(node, semirings):
 
 def backprop(root, values_to_compute, save_leaf_grads_only=False, retain=None):
     semirings = resolve(values_to_compute)
+    for semiring in semirings:
+        register_semiring_fields(semiring.fields)
     order = sorted(ancestors(root), key=lambda n: n._order, reverse=True)
     _check_float(order)
     keep = _retention(retain)
     track_parents = any(s.tracks_parents for s in semirings)
 
+    if track_parents:
+        _register_consumers(order)
     states = {id(root): tuple(tuple(s.seed(root.val)) for s in semirings)}
     for node in order:
         if node.op is None:
@@ -103,6 +107,15 @@ def _distinct_inputs(inputs, differentiable):
             slots.setdefault(id(inp), []).append(k)
             nodes[id(inp)] = inp
     return list(nodes.values()), tuple(tuple(s) for s in slots.values())
+
+
+def _register_consumers(order):
+    """Give consumers their get_parents() positions in creation order (order is newest first),
+    so a max-product tie, which goes to the lower position, goes to the earliest-made consumer."""
+    for node in reversed(order):
+        if node.op is not None:
+            for u in _distinct_inputs(node.inputs, node.op.differentiable)[0]:
+                _consumer_index(u, node)
 
 
 def _consumer_index(node, consumer):

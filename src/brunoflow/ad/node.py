@@ -15,8 +15,14 @@ from .scope import current_scope
 
 _creation_order = itertools.count()
 
-SEMIRING_FIELDS = ("grad", "abs_val_grad", "entropy_wrt_output",
-                   "max_grad_of_output_wrt_node", "max_neg_grad_of_output_wrt_node")
+# Grows when a user-defined semiring with fields of its own runs, so zero_gradients() and
+# fresh nodes know about them too.
+SEMIRING_FIELDS = ["grad", "abs_val_grad", "entropy_wrt_output",
+                   "max_grad_of_output_wrt_node", "max_neg_grad_of_output_wrt_node"]
+
+
+def register_semiring_fields(fields):
+    SEMIRING_FIELDS.extend(f for f in fields if f not in SEMIRING_FIELDS)
 
 
 def as_array(value):
@@ -100,6 +106,10 @@ class Node:
             raise TypeError("len() of a 0-d Node")
         return self.shape[0]
 
+    def __iter__(self):
+        # Without it Python iterates via __getitem__ until IndexError, one kernel per row.
+        return (self[i] for i in range(len(self)))
+
     def __repr__(self):
         where = f", module_path={self.module_path!r}" if self.module_path else ""
         made_by = f"op={self.op.name}" if self.op is not None else "leaf"
@@ -162,7 +172,11 @@ class Node:
         for i, consumer in enumerate(self.get_parents()):  # element-wise: a Node looks like a sequence
             table[i] = consumer
         # the last slot stays None: index -1 means nothing flowed
-        return table[index]
+        picked = table[index]
+        if index.ndim == 0:  # numpy hands back the bare element; keep the documented array
+            picked = np.empty((), dtype=object)
+            picked[()] = table[index]
+        return picked
 
     # -- in-place updates (optimizers, weight loading) ----------------------------------
     def copy_(self, src):

@@ -101,7 +101,8 @@ class MaxProduct(Semiring):
     of the upstream lo, then their elementwise max (hi) and min (lo): a negative partial
     swaps the tracks. ⊕ across consumers is max (hi) / min (lo); `*_from` is the index of
     the winning consumer in `Node.get_parents()`, -1 where nothing flowed. Ties go to the
-    lower index, so the result does not depend on traversal order. Seed (1, 1, -1, -1).
+    lower index; consumers are numbered in creation order, so the earliest-made consumer
+    wins and the result does not depend on traversal order. Seed (1, 1, -1, -1).
     """
 
     fields = ("max_grad_of_output_wrt_node", "max_neg_grad_of_output_wrt_node")

@@ -2,8 +2,10 @@
 
 The VJP for one operand is the transpose of the forward with the other operand held fixed
 (derived by jax.vjp); the engine passes φ(other operand), so |·| and -|x|log|x| come free.
-More than two operands do not map (-|ab|log|ab| ≠ φ(a)φ(b)), so einsum with three or more
-operands is a chain of two-operand primitives.
+Two things do not map, so einsum rewrites them first: a product of three or more operands
+(-|ab|log|ab| ≠ φ(a)φ(b)) becomes a chain of two-operand primitives, and a letter summed
+inside one operand only (`ij,k->i`: the entry Σ_k b_k, and φ(Σ b) ≠ Σ φ(b)) is summed out of
+that operand first by a one-operand einsum, whose entries are all 1 (a structural op).
 """
 
 import jax.numpy as jnp
@@ -25,6 +27,14 @@ def contraction(name, impl):
 
 matmul = contraction("matmul", jnp.matmul)
 _einsum = contraction("einsum", lambda *xs, subscripts: jnp.einsum(subscripts, *xs))
+# One operand (transpose, diagonal, sums): every Jacobian entry is 1, like reshape's.
+_einsum_unary = Linear("einsum", lambda x, *, subscripts: jnp.einsum(subscripts, x))
+
+
+def _letters_kept(term, needed):
+    """`term` without the letters outside `needed` (and without repeats): what survives a pre-sum."""
+    ellipsis = "..." if "..." in term else ""
+    return ellipsis + "".join(dict.fromkeys(c for c in term.replace("...", "") if c in needed))
 
 
 def einsum(subscripts, *operands):
@@ -41,9 +51,17 @@ def einsum(subscripts, *operands):
         if "." not in term and len(term) != ndim:
             raise ValueError(f"einsum: term {term!r} has {len(term)} indices but its operand has shape "
                              f"{jnp.shape(x.val if isinstance(x, Node) else x)}")
+    if len(terms) == 1:
+        return bind(_einsum_unary, operands[0], subscripts=subscripts)
+    terms, operands = list(terms), list(operands)
+    for k, term in enumerate(terms):
+        needed = set("".join(terms[:k] + terms[k + 1:]) + output)
+        kept = _letters_kept(term, needed)
+        if set(term.replace("...", "")) - needed:
+            operands[k] = bind(_einsum_unary, operands[k], subscripts=f"{term}->{kept}")
+            terms[k] = kept
     while len(terms) > 2:
-        rest = "".join(terms[2:]) + output
-        kept = "".join(dict.fromkeys(c for c in terms[0] + terms[1] if c in rest))
+        kept = _letters_kept(terms[0] + terms[1], set("".join(terms[2:]) + output))
         first = _einsum(operands[0], operands[1], subscripts=f"{terms[0]},{terms[1]}->{kept}")
-        terms, operands = [kept] + terms[2:], (first,) + tuple(operands[2:])
+        terms, operands = [kept] + terms[2:], [first] + operands[2:]
     return _einsum(*operands, subscripts=",".join(terms) + "->" + output)

@@ -179,6 +179,22 @@ def pad(x, pad_width):
     return _pad(x, pad_width=tuple((int(lo), int(hi)) for lo, hi in pad_width))
 
 
+def _check_int_bounds(shape, spec):
+    """jnp clamps out-of-range integer indices; a Node raises like a numpy array does."""
+    consuming = [item is not None and item is not Ellipsis for item in spec]
+    if sum(consuming) > len(shape):
+        raise IndexError(f"getitem: too many indices ({sum(consuming)}) for a Node of shape {shape}")
+    axis = 0
+    for k, item in enumerate(spec):
+        if item is Ellipsis:
+            axis = len(shape) - sum(consuming[k + 1:])
+        elif item is not None:
+            if isinstance(item, int) and not -shape[axis] <= item < shape[axis]:
+                raise IndexError(f"getitem: index {item} is out of bounds for axis {axis} with size {shape[axis]}")
+            axis += 1
+
+
 def getitem(x, index):
     spec, arrays = _encode_index(index)
+    _check_int_bounds(tuple(jnp.shape(x.val if isinstance(x, Node) else x)), spec)
     return _getitem(x, *arrays, index=spec)

@@ -228,6 +228,8 @@ def test_custom_path_count_semiring_counts_paths_of_a_zero_one_graph():
     expected = Tape([x0], ops).path_values(0)["count"]
     np.testing.assert_array_equal(expected, [4, 4, 4])  # 3 gathered rows of the broadcast + x itself
     np.testing.assert_array_equal(x.path_count, expected)
+    root.zero_gradients()
+    assert x.path_count is None  # a custom semiring's fields are cleared like the built-in ones
 
 
 def test_custom_log_semiring_runs_next_to_the_builtin_ones():

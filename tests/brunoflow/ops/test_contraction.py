@@ -66,8 +66,16 @@ def test_einsum_three_operands_is_a_chain_of_two_operand_contractions():
 def test_einsum_letter_summed_inside_one_operand():
     # ∂out_i/∂a_ij = Σ_k b_k: an edge of weight Σ_k b_k, not one path per k, so
     # |grad| of a is |Σ_k b_k| (the engine must not substitute |b| into the VJP here).
+    # einsum sums such letters out first (entries 1), then contracts: the tape mirrors that.
     check_contraction(lambda a, b: F.einsum("ij,k->i", a, b), lambda a, b: jnp.einsum("ij,k->i", a, b),
-                      None, inputs=[np.ones((2, 2)), np.array([1.0, -1.0, 2.0])])
+                      None, inputs=[np.ones((2, 2)), np.array([1.0, -1.0, 2.0])],
+                      ops=[(lambda a: jnp.einsum("ij->i", a), [0]),
+                           (lambda b: jnp.einsum("k->", b), [1]),
+                           (lambda a, b: jnp.einsum("i,->i", a, b), [2, 3])],
+                      names=["einsum", "einsum", "einsum"])
+    a, b = bf.Node(np.ones((2, 2), np.float32)), bf.Node(np.array([1.0, -1.0, 2.0], np.float32))
+    F.einsum("ij,k->i", a, b).sum().backprop(("abs_val_grad",))
+    np.testing.assert_allclose(a.abs_val_grad, np.full((2, 2), 2.0))
 
 
 def test_matmul_abs_and_entropy_use_the_other_operand_entries():
