@@ -78,6 +78,9 @@ def _read_torch_pickle(path):
         raise OSError(f"{path} holds a {type(state).__name__}, not a state dict of tensors")
     out = {}
     for key, tensor in state.items():
+        if not isinstance(tensor, torch.Tensor):  # e.g. a training checkpoint {"state_dict": ..., "epoch": 3}
+            raise OSError(f"{path} is not a state dict of tensors: its entry {key!r} is a {type(tensor).__name__}; "
+                          "save model.state_dict() itself, or the model with save_pretrained")
         if tensor.is_floating_point() and tensor.dtype not in (torch.float32, torch.float64):
             tensor = tensor.float()  # numpy has no bfloat16; BF casts to its own dtype anyway
         out[key] = tensor.detach().cpu().numpy()
@@ -126,4 +129,4 @@ def _write_one(shard, path, safe_serialization):
         save_file(shard, path, metadata={"format": "pt"})
     else:
         import torch
-        torch.save({k: torch.from_numpy(v) for k, v in shard.items()}, path)
+        torch.save({k: torch.from_numpy(np.array(v)) for k, v in shard.items()}, path)  # a writable copy

@@ -6,7 +6,7 @@ parameters by name, and checks everything before it copies anything. Saving writ
 safetensors that transformers' torch classes load as they are.
 """
 
-import json
+import copy
 import os
 import re
 
@@ -25,6 +25,13 @@ from .bf_checkpoint_io import read_checkpoint, resolve_checkpoint_files, write_c
 logger = logging.get_logger(__name__)
 
 _LEGACY_SUFFIXES = ((".gamma", ".weight"), (".beta", ".bias"))  # TF-era LayerNorm names
+
+
+def _modern_name(key):
+    for old, new in _LEGACY_SUFFIXES:
+        if key.endswith(old):
+            return key[: -len(old)] + new
+    return key
 
 
 def resolve_dtype(dtype):
@@ -59,6 +66,21 @@ def host_int_array(value, name, ndim=None, hint=""):
     if ndim is not None and len(shape) != ndim:
         raise ValueError(f"{name} must have {ndim} dimensions {hint}, got shape {shape}")
     return values, shape
+
+
+def load_config(name_or_path, hub, kwargs):
+    """(config, unused kwargs) of a folder or cached hub repo, with errors that name the file and the fix."""
+    subfolder = hub.get("subfolder")
+    folder = os.path.join(str(name_or_path), subfolder) if subfolder else str(name_or_path)
+    if os.path.isdir(folder) and not os.path.isfile(os.path.join(folder, "config.json")):
+        raise OSError(f"{folder} has no config.json: save the model with save_pretrained (it writes config.json "
+                      "next to the weights), or pass config=BertConfig.from_pretrained(...)")
+    try:
+        return AutoConfig.from_pretrained(name_or_path, return_unused_kwargs=True, **hub, **kwargs)
+    except OSError as err:
+        raise OSError(f"could not read config.json of {str(name_or_path)!r}: {err}\npass a folder that "
+                      "save_pretrained wrote, or the id of a model already in the Hugging Face cache (download it "
+                      "once where there is network, e.g. `hf download <id>`)") from err
 
 
 class BFPreTrainedModel(Network):
@@ -165,12 +187,12 @@ class BFPreTrainedModel(Network):
         dtype = resolve_dtype(dtype)
         hub = dict(cache_dir=cache_dir, force_download=force_download, local_files_only=local_files_only,
                    token=token, revision=revision, subfolder=subfolder)
-        if config is None:
-            config, unused = AutoConfig.from_pretrained(pretrained_model_name_or_path, return_unused_kwargs=True,
-                                                        **hub, **kwargs)
-        elif isinstance(config, (str, os.PathLike)):
-            config, unused = AutoConfig.from_pretrained(config, return_unused_kwargs=True, **kwargs)
+        if config is None or isinstance(config, (str, os.PathLike)):
+            config_source = pretrained_model_name_or_path if config is None else config
+            config, unused = load_config(config_source, hub, kwargs)
         else:
+            config_source = None
+            config = copy.deepcopy(config)  # as transformers: the caller's config is never modified
             unused = {}
             for name, value in kwargs.items():
                 if hasattr(config, name):
@@ -181,9 +203,10 @@ class BFPreTrainedModel(Network):
             raise TypeError(f"{cls.__name__}.from_pretrained got arguments that are neither loading options nor "
                             f"attributes of {type(config).__name__}: {sorted(unused)}")
         if not isinstance(config, cls.config_class):
-            raise TypeError(f"{pretrained_model_name_or_path!r} holds a {getattr(config, 'model_type', '?')!r} "
-                            f"model ({type(config).__name__}); {cls.__name__} loads "
-                            f"{cls.config_class.model_type!r} checkpoints only")
+            where = f"{str(config_source)!r} holds" if config_source is not None else "the config passed is"
+            raise TypeError(f"{where} a {getattr(config, 'model_type', '?')!r} config ({type(config).__name__}); "
+                            f"{cls.__name__} loads {cls.config_class.model_type!r} checkpoints only "
+                            f"(its config must be a {cls.config_class.__name__})")
         files = resolve_checkpoint_files(pretrained_model_name_or_path, hub)
         model = cls(config)
         config.name_or_path = model.name_or_path = str(pretrained_model_name_or_path)
@@ -199,6 +222,7 @@ class BFPreTrainedModel(Network):
         own = dict(self.named_parameters(remove_duplicate=False))
         matched, unexpected, mismatched = {}, [], []
         for key, value in state.items():
+            key = _modern_name(key)  # as transformers, reported under its modern name too
             name = self._parameter_name_for(key, own)
             if name is None:
                 if not any(re.search(p, key) for p in self._keys_to_ignore_on_load_unexpected):
@@ -210,11 +234,14 @@ class BFPreTrainedModel(Network):
         if not matched:
             raise ValueError(f"no parameter of {type(self).__name__} was found in {source}: it is not a checkpoint "
                              f"of this architecture (first keys: {list(state)[:3]})")
+        lines = "\n  ".join(f"{n}: checkpoint {got}, model {want}" for n, got, want in mismatched)
         if mismatched and not ignore_mismatched_sizes:
-            lines = "\n  ".join(f"{n}: checkpoint {got}, model {want}" for n, got, want in mismatched)
             raise ValueError(f"shape mismatch loading {source} into {type(self).__name__} (nothing was loaded):\n  "
                              f"{lines}\nfix the config, or pass ignore_mismatched_sizes=True to re-initialise them")
-        missing = [n for n, p in own.items() if n not in matched and not self._is_tied_to_loaded(n, p, matched, own)]
+        # as transformers: a tied alias of a loaded parameter is not missing, and a re-initialised
+        # mismatched one is reported under mismatched_keys only
+        handled = {id(own[n]) for n in matched} | {id(own[n]) for n, _, _ in mismatched}
+        missing = [n for n, p in own.items() if id(p) not in handled]
         for name, value in matched.items():
             own[name].val = jnp.asarray(value, dtype)
         self.to_dtype(dtype)  # missing (freshly initialised) parameters follow the checkpoint's dtype
@@ -222,6 +249,9 @@ class BFPreTrainedModel(Network):
             logger.warning(f"Some weights of {type(self).__name__} were not initialized from the checkpoint at "
                            f"{source} and are newly initialized: {missing}\nTrain the model on a downstream "
                            "task before using it for predictions.")
+        if mismatched:
+            logger.warning(f"Some weights of {type(self).__name__} were newly initialized because their shapes in "
+                           f"the checkpoint at {source} do not match (ignore_mismatched_sizes=True):\n  {lines}")
         if unexpected:
             logger.warning(f"Some weights of the checkpoint at {source} were not used when initializing "
                            f"{type(self).__name__}: {unexpected}")
@@ -229,19 +259,12 @@ class BFPreTrainedModel(Network):
                 "mismatched_keys": [(n, got, want) for n, got, want in mismatched], "error_msgs": []}
 
     def _parameter_name_for(self, key, own):
-        """The parameter a checkpoint key names: exact, legacy gamma/beta, with or without the base prefix."""
-        for old, new in _LEGACY_SUFFIXES:
-            if key.endswith(old):
-                key = key[: -len(old)] + new
+        """The parameter a checkpoint key names: exact, or with or without the base prefix."""
         prefix = self.base_model_prefix + "."
         for candidate in (key, prefix + key, key.removeprefix(prefix)):
             if candidate in own:
                 return candidate
         return None
-
-    @staticmethod
-    def _is_tied_to_loaded(name, param, matched, own):
-        return any(other in matched and own[other] is param for other in own if other != name)
 
     # -- saving -------------------------------------------------------------------------
     def save_pretrained(self, save_directory, safe_serialization=True, max_shard_size="5GB"):
@@ -275,4 +298,4 @@ class BFPreTrainedModel(Network):
         return [jnp.asarray(row[:, None, None], self.dtype) for row in mask]
 
 
-__all__ = ["BFPreTrainedModel", "host_int_array", "resolve_dtype"]
+__all__ = ["BFPreTrainedModel", "host_int_array", "load_config", "resolve_dtype"]

@@ -3,7 +3,9 @@
 import importlib
 import os
 
-from transformers import AutoConfig, PretrainedConfig
+from transformers import PretrainedConfig
+
+from ...modeling_bf_utils import load_config
 
 # model_type → module under transformers.models; one row per architecture BF implements.
 _MODULES = {"bert": "bert.modeling_bf_bert"}
@@ -37,9 +39,9 @@ class _BFAutoClass:
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, config=None, **kwargs):
         if config is None or isinstance(config, (str, os.PathLike)):
-            hub = {k: kwargs[k] for k in ("cache_dir", "local_files_only", "token", "revision", "subfolder")
-                   if k in kwargs}
-            config = AutoConfig.from_pretrained(config or pretrained_model_name_or_path, **hub)
+            hub = {k: kwargs[k] for k in ("cache_dir", "force_download", "local_files_only", "token", "revision",
+                                          "subfolder") if k in kwargs}
+            config, _ = load_config(config or pretrained_model_name_or_path, hub, {})
         return cls.model_class(config).from_pretrained(pretrained_model_name_or_path, *model_args, config=config,
                                                        **kwargs)
 
