@@ -6,7 +6,9 @@ parameters by name, and checks everything before it copies anything. Saving writ
 safetensors that transformers' torch classes load as they are.
 """
 
+import contextlib
 import copy
+import functools
 import os
 import re
 
@@ -16,7 +18,7 @@ import numpy as np
 
 from brunoflow import Node
 from brunoflow.ad.node import as_array
-from brunoflow.net import Embedding, LayerNorm, Linear, Network
+from brunoflow.net import Embedding, LayerNorm, Linear, Network, skip_init
 from transformers import AutoConfig, PretrainedConfig
 from transformers.utils import logging
 
@@ -83,6 +85,18 @@ def load_config(name_or_path, hub, kwargs):
                       "once where there is network, e.g. `hf download <id>`)") from err
 
 
+_loading = [False]  # inside from_pretrained: post_init leaves the values to the checkpoint
+
+
+@contextlib.contextmanager
+def _loading_checkpoint():
+    _loading.append(True)
+    try:
+        yield
+    finally:
+        _loading.pop()
+
+
 class BFPreTrainedModel(Network):
     """Base class of the BF models: a `bf.net.Network` holding an HF config.
 
@@ -94,6 +108,20 @@ class BFPreTrainedModel(Network):
     base_model_prefix = ""
     _tied_weights_keys = {}
     _keys_to_ignore_on_load_unexpected = [r"position_ids$", r"token_type_ids$"]
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:
+            init = cls.__init__
+
+            @functools.wraps(init)
+            def init_without_layer_draws(self, *args, **kw):
+                # post_init sets every value with transformers' scheme, drawn on the host: the
+                # layers' own random draws would only cost a compiled kernel per weight shape
+                with skip_init():
+                    init(self, *args, **kw)
+
+            cls.__init__ = init_without_layer_draws
 
     def __init__(self, config):
         super().__init__()
@@ -107,29 +135,39 @@ class BFPreTrainedModel(Network):
     # -- init and tying ----------------------------------------------------------------
     def post_init(self):
         """Initialise every parameter as transformers does (once: heads wrap an initialised base
-        model), then tie weights."""
-        key = jax.random.PRNGKey(0)
-        for module in self.modules():
-            if not module.__dict__.get("_bf_initialized"):
-                key, sub = jax.random.split(key)
-                self._init_weights(module, sub)
-                object.__setattr__(module, "_bf_initialized", True)
+        model), then tie weights. Inside from_pretrained only tie: loading initialises what
+        the checkpoint lacks."""
+        if not _loading[-1]:
+            rng = np.random.default_rng(0)
+            for module in self.modules():
+                if not module.__dict__.get("_bf_initialized"):
+                    self._init_weights(module, rng)
+                    object.__setattr__(module, "_bf_initialized", True)
         self.tie_weights()
 
-    def _init_weights(self, module, key):
+    def _init_weights(self, module, rng):
+        """transformers' BERT init: N(0, initializer_range) weights, zero biases, unit LayerNorm.
+        Drawn with numpy on the host, so no kernel is compiled per weight shape."""
         std = getattr(self.config, "initializer_range", 0.02)
+
+        def normal(param):
+            return rng.normal(0.0, std, param.shape).astype(param.dtype)
+
+        def filled(param, value):  # host-made: jnp.full would compile a kernel per shape
+            return jnp.asarray(np.full(param.shape, value, param.dtype))
+
         if isinstance(module, Linear):
-            module.weight.val = std * jax.random.normal(key, module.weight.shape, module.weight.dtype)
+            module.weight.val = jnp.asarray(normal(module.weight))
             if module.bias is not None:
-                module.bias.val = jnp.zeros_like(module.bias.val)
+                module.bias.val = filled(module.bias, 0)
         elif isinstance(module, Embedding):
-            table = std * jax.random.normal(key, module.weight.shape, module.weight.dtype)
+            table = normal(module.weight)
             if module.padding_idx is not None:
-                table = table.at[module.padding_idx].set(0)
-            module.weight.val = table
+                table[module.padding_idx] = 0
+            module.weight.val = jnp.asarray(table)
         elif isinstance(module, LayerNorm) and module.weight is not None:
-            module.weight.val = jnp.ones_like(module.weight.val)
-            module.bias.val = jnp.zeros_like(module.bias.val)
+            module.weight.val = filled(module.weight, 1)
+            module.bias.val = filled(module.bias, 0)
 
     def tie_weights(self):
         """Make each tied target (e.g. the MLM decoder weight) the very Parameter of its source."""
@@ -167,7 +205,8 @@ class BFPreTrainedModel(Network):
         """Cast every parameter to float32 or float64 (float64 needs jax_enable_x64)."""
         dtype = resolve_dtype(dtype)
         for param in self.parameters():
-            param.val = param.val.astype(dtype)
+            if param.dtype != dtype:  # cast on the host: astype would compile a kernel per shape
+                param.val = jnp.asarray(np.asarray(param.val).astype(dtype))
         return self
 
     # -- loading ------------------------------------------------------------------------
@@ -208,7 +247,8 @@ class BFPreTrainedModel(Network):
                             f"{cls.__name__} loads {cls.config_class.model_type!r} checkpoints only "
                             f"(its config must be a {cls.config_class.__name__})")
         files = resolve_checkpoint_files(pretrained_model_name_or_path, hub)
-        model = cls(config)
+        with _loading_checkpoint():  # the checkpoint supplies the values; only what it lacks gets an init
+            model = cls(config)
         config.name_or_path = model.name_or_path = str(pretrained_model_name_or_path)
         state = {}
         for path in files:
@@ -242,6 +282,8 @@ class BFPreTrainedModel(Network):
         # mismatched one is reported under mismatched_keys only
         handled = {id(own[n]) for n in matched} | {id(own[n]) for n, _, _ in mismatched}
         missing = [n for n, p in own.items() if id(p) not in handled]
+        # init first: a module may own a missing parameter next to a loaded one
+        self._init_missing({id(own[n]) for n in missing} | {id(own[n]) for n, _, _ in mismatched})
         for name, value in matched.items():
             own[name].val = jnp.asarray(value, dtype)
         self.to_dtype(dtype)  # missing (freshly initialised) parameters follow the checkpoint's dtype
@@ -257,6 +299,13 @@ class BFPreTrainedModel(Network):
                            f"{type(self).__name__}: {unexpected}")
         return {"missing_keys": missing, "unexpected_keys": unexpected,
                 "mismatched_keys": [(n, got, want) for n, got, want in mismatched], "error_msgs": []}
+
+    def _init_missing(self, param_ids):
+        """Give the modules that own a parameter the checkpoint did not supply their usual init."""
+        rng = np.random.default_rng(0)
+        for module in self.modules():
+            if any(p is not None and id(p) in param_ids for p in module._parameters.values()):
+                self._init_weights(module, rng)
 
     def _parameter_name_for(self, key, own):
         """The parameter a checkpoint key names: exact, or with or without the base prefix."""

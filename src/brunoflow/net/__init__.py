@@ -5,7 +5,7 @@ from .dropout import Dropout
 from .embedding import Embedding
 from .layernorm import LayerNorm
 from .linear import Linear
-from .module import IncompatibleKeys, Network, manual_seed
+from .module import IncompatibleKeys, Network, manual_seed, skip_init
 from ..ad.node import Parameter
 
 __all__ = ["Network", "ModuleList", "Sequential", "Linear", "Embedding", "LayerNorm", "Dropout", "Parameter",

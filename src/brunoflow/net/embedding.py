@@ -6,7 +6,7 @@ import numpy as np
 
 from ..ad.node import Node, Parameter
 from ..func import embedding
-from .module import Network, make_key
+from .module import Network, initial_value, make_key
 
 
 def _host_ids(ids):
@@ -38,8 +38,9 @@ class Embedding(Network):
                                  f"got {padding_idx}")
             padding_idx %= self.num_embeddings
         self.padding_idx = padding_idx
-        table = jax.random.normal(make_key(key), (self.num_embeddings, self.embedding_dim), dtype)
-        if padding_idx is not None:
+        shape, key = (self.num_embeddings, self.embedding_dim), make_key(key)
+        table = initial_value(lambda: jax.random.normal(key, shape, dtype), shape, dtype)
+        if padding_idx is not None and not isinstance(table, np.ndarray):  # skip_init's zeros need nothing
             table = table.at[padding_idx].set(0)
         self.weight = Parameter(table)
 

@@ -1,6 +1,7 @@
 """LayerNorm over the trailing `normalized_shape` axes, with torch's parameter names."""
 
 import jax.numpy as jnp
+import numpy as np
 
 from ..ad.node import Parameter
 from ..func import layer_norm
@@ -18,8 +19,9 @@ class LayerNorm(Network):
         super().__init__()
         shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
         self.normalized_shape, self.eps = tuple(int(n) for n in shape), float(eps)
-        self.weight = Parameter(jnp.ones(self.normalized_shape, dtype)) if elementwise_affine else None
-        self.bias = Parameter(jnp.zeros(self.normalized_shape, dtype)) if elementwise_affine else None
+        # made on the host: jnp.ones would compile a fill kernel for every new shape
+        self.weight = Parameter(np.ones(self.normalized_shape, dtype)) if elementwise_affine else None
+        self.bias = Parameter(np.zeros(self.normalized_shape, dtype)) if elementwise_affine else None
 
     def forward(self, x):
         shape, n = shape_of(x), len(self.normalized_shape)

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 
 from ..ad.node import Node, Parameter
 from ..ops import add, matmul, transpose
-from .module import Network, make_key
+from .module import Network, initial_value, make_key
 
 
 def shape_of(x):
@@ -29,8 +29,11 @@ class Linear(Network):
         self.in_features, self.out_features = int(in_features), int(out_features)
         bound = 1 / math.sqrt(self.in_features) if self.in_features > 0 else 0.0
         w_key, b_key = jax.random.split(make_key(key))
-        self.weight = Parameter(jax.random.uniform(w_key, (self.out_features, self.in_features), dtype, -bound, bound))
-        self.bias = Parameter(jax.random.uniform(b_key, (self.out_features,), dtype, -bound, bound)) if bias else None
+        w_shape, b_shape = (self.out_features, self.in_features), (self.out_features,)
+        self.weight = Parameter(initial_value(lambda: jax.random.uniform(w_key, w_shape, dtype, -bound, bound),
+                                              w_shape, dtype))
+        self.bias = Parameter(initial_value(lambda: jax.random.uniform(b_key, b_shape, dtype, -bound, bound),
+                                            b_shape, dtype)) if bias else None
 
     def forward(self, x):
         shape = shape_of(x)

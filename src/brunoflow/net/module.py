@@ -5,6 +5,7 @@ assigned from the root when a root call starts, so a module built alone needs no
 """
 
 import collections
+import contextlib
 
 import jax
 import numpy as np
@@ -32,6 +33,31 @@ def make_key(key=None):
         _key_stream[0], key = jax.random.split(_key_stream[0])
         return key
     return jax.random.PRNGKey(key) if isinstance(key, (int, np.integer)) else key
+
+
+_skipping_init = [False]
+
+
+@contextlib.contextmanager
+def skip_init():
+    """Layers built inside start from zeros made on the host: no random draws and no kernel
+    compiled per weight shape. For models whose every value is about to be loaded."""
+    _skipping_init.append(True)
+    try:
+        yield
+    finally:
+        _skipping_init.pop()
+
+
+def skipping_init():
+    return _skipping_init[-1]
+
+
+def initial_value(draw, shape, dtype):
+    """`draw()` (a random init), or host zeros of (shape, dtype) inside `skip_init()`."""
+    if skipping_init():
+        return np.zeros(shape, dtype)
+    return draw()
 
 
 def _tree_changed():

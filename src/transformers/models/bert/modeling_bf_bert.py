@@ -321,7 +321,6 @@ class BFBertForPreTraining(BFBertPreTrainedModel):
 
 class BFBertForMaskedLM(BFBertPreTrainedModel):
     _tied_weights_keys = {"cls.predictions.decoder.weight": "bert.embeddings.word_embeddings.weight"}
-    _keys_to_ignore_on_load_unexpected = [r"pooler", r"seq_relationship", *BFPreTrainedModel._keys_to_ignore_on_load_unexpected]
 
     def __init__(self, config):
         super().__init__(config)
@@ -341,8 +340,6 @@ class BFBertForMaskedLM(BFBertPreTrainedModel):
 
 
 class BFBertForNextSentencePrediction(BFBertPreTrainedModel):
-    _keys_to_ignore_on_load_unexpected = [r"cls\.predictions", *BFPreTrainedModel._keys_to_ignore_on_load_unexpected]
-
     def __init__(self, config):
         super().__init__(config)
         self.bert = BFBertModel(config)
@@ -441,8 +438,6 @@ class BFBertForMultipleChoice(BFBertPreTrainedModel):
 
 
 class BFBertForTokenClassification(BFBertPreTrainedModel):
-    _keys_to_ignore_on_load_unexpected = [r"pooler", *BFPreTrainedModel._keys_to_ignore_on_load_unexpected]
-
     def __init__(self, config):
         super().__init__(config)
         self.num_labels = config.num_labels
@@ -464,8 +459,6 @@ class BFBertForTokenClassification(BFBertPreTrainedModel):
 
 class BFBertForQuestionAnswering(BFBertPreTrainedModel):
     """One linear layer gives (start, end) logits per token; positions outside the sequence carry no loss."""
-
-    _keys_to_ignore_on_load_unexpected = [r"pooler", *BFPreTrainedModel._keys_to_ignore_on_load_unexpected]
 
     def __init__(self, config):
         super().__init__(config)
