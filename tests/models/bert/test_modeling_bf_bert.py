@@ -347,3 +347,21 @@ def test_minilm_all_semiring_backprop_in_float64():
         used = encoded["input_ids"][0]
         assert np.all(np.asarray(table.abs_val_grad)[used].sum(axis=1) > 0)
         assert np.all(np.asarray(table.max_grad_of_output_wrt_node[1])[used] >= 0)  # a consumer won every used row
+
+
+def test_forward_and_backprop_run_inside_jax_jit(loaded):
+    # DESIGN §3: a whole forward + backprop + read-out is one XLA program under jax.jit
+    model, inputs, _ = loaded
+
+    def analyse(input_ids, attention_mask):
+        model.zero_gradients()
+        out = model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+        out.logits[0, 2, 5].backprop()
+        embeddings = out.hidden_states[0]
+        return (embeddings.grad, embeddings.abs_val_grad, embeddings.compute_entropy().val,
+                embeddings.max_grad_of_output_wrt_node[0])
+
+    eager = analyse(inputs["input_ids"], inputs["attention_mask"])
+    jitted = jax.jit(analyse)(jax.numpy.asarray(inputs["input_ids"]), jax.numpy.asarray(inputs["attention_mask"]))
+    for name, a, b in zip(["grad", "abs_val_grad", "entropy", "max"], eager, jitted):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-4, atol=1e-5, err_msg=name)
