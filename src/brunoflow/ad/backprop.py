@@ -64,23 +64,31 @@ def _initial_state(node, semirings):
     return None if any(s is None for s in stored) else tuple(stored)
 
 
-def backprop(root, values_to_compute, save_leaf_grads_only=False, retain=None):
+def backprop(root, values_to_compute, save_leaf_grads_only=False, retain=None, inputs=None):
     semirings = resolve(values_to_compute)
     for semiring in semirings:
         register_semiring_fields(semiring.fields)
     order = sorted(ancestors(root), key=lambda n: n._order, reverse=True)
     _check_float(order)
     keep = _retention(retain)
+    wanted = None
+    if inputs is not None:
+        wanted = _on_paths_from(inputs, order)
+        if id(root) not in wanted:
+            raise ValueError("backprop(inputs=...): none of the given inputs is an ancestor of this node")
+        order = [n for n in order if id(n) in wanted]
+        given = {id(n) for n in inputs}
+        keep = (lambda kept: lambda node: id(node) in given or kept(node))(keep)
     track_parents = any(s.tracks_parents for s in semirings)
 
     if track_parents:
-        _register_consumers(order)
+        _register_consumers(order, wanted)
     states = {id(root): tuple(tuple(s.seed(root.val)) for s in semirings)}
     for node in order:
         if node.op is None:
             continue
         up = states[id(node)]
-        distinct, groups = _distinct_inputs(node.inputs, node.op.differentiable)
+        distinct, groups = _distinct_inputs(node.inputs, node.op.differentiable, wanted)
         if distinct:
             acc = [states.get(id(u)) or _initial_state(u, semirings) for u in distinct]
             first = tuple(a is None for a in acc)
@@ -98,23 +106,37 @@ def backprop(root, values_to_compute, save_leaf_grads_only=False, retain=None):
             _store(node, semirings, states.pop(id(node)))
 
 
-def _distinct_inputs(inputs, differentiable):
-    """The distinct differentiable Node inputs, and which slots each one fills."""
+def _on_paths_from(inputs, order):
+    """ids of the nodes on some path from one of `inputs` to the root (order: newest first).
+
+    As torch's backward(inputs=...): everything else — e.g. every weight, when the inputs are
+    the embeddings — is treated as a constant, and no kernel runs for it."""
+    wanted = {id(n) for n in inputs}
+    for node in reversed(order):  # creation order: a node's inputs are decided before it
+        if id(node) not in wanted and node.op is not None and any(
+                id(u) in wanted for u in _distinct_inputs(node.inputs, node.op.differentiable)[0]):
+            wanted.add(id(node))
+    return wanted
+
+
+def _distinct_inputs(inputs, differentiable, wanted=None):
+    """The distinct differentiable Node inputs (among `wanted` ids, if given), and which slots each one fills."""
     slots = {}
     nodes = {}
     for k, inp in enumerate(inputs):
-        if isinstance(inp, Node) and (differentiable is None or k in differentiable):
+        if (isinstance(inp, Node) and (differentiable is None or k in differentiable)
+                and (wanted is None or id(inp) in wanted)):
             slots.setdefault(id(inp), []).append(k)
             nodes[id(inp)] = inp
     return list(nodes.values()), tuple(tuple(s) for s in slots.values())
 
 
-def _register_consumers(order):
+def _register_consumers(order, wanted=None):
     """Give consumers their get_parents() positions in creation order (order is newest first),
     so a max-product tie, which goes to the lower position, goes to the earliest-made consumer."""
     for node in reversed(order):
         if node.op is not None:
-            for u in _distinct_inputs(node.inputs, node.op.differentiable)[0]:
+            for u in _distinct_inputs(node.inputs, node.op.differentiable, wanted)[0]:
                 _consumer_index(u, node)
 
 

@@ -118,16 +118,19 @@ class Node:
 
     # -- backprop results ---------------------------------------------------------------
     def backprop(self, values_to_compute=("grad", "max_grad", "abs_val_grad", "entropy"),
-                 save_leaf_grads_only=False, retain=None):
+                 save_leaf_grads_only=False, retain=None, inputs=None):
         """Run one reverse sweep from this node for every semiring named in values_to_compute.
 
         Leaves accumulate (⊕) what earlier backprops left, as torch's .grad does: call
-        `zero_gradients()` between independent runs. Non-leaf values are overwritten. `save_leaf_grads_only=True` frees
-        every non-leaf node's values as soon as its inputs have consumed them, except nodes in
-        `retain` (an iterable of Nodes, or a predicate `node -> bool`).
+        `zero_gradients()` between independent runs. Non-leaf values are overwritten.
+        `save_leaf_grads_only=True` frees every non-leaf node's values as soon as its inputs
+        have consumed them, except nodes in `retain` (an iterable of Nodes, or a predicate
+        `node -> bool`). `inputs` (Nodes, leaves or not), as torch's backward(inputs=...):
+        only nodes on a path from one of them to this node get values; the rest of the graph
+        (e.g. every weight) is a constant and costs nothing. The inputs themselves are kept.
         """
         from .backprop import backprop
-        backprop(self, values_to_compute, save_leaf_grads_only=save_leaf_grads_only, retain=retain)
+        backprop(self, values_to_compute, save_leaf_grads_only=save_leaf_grads_only, retain=retain, inputs=inputs)
 
     def zero_gradients(self):
         """Clear semiring values and back-pointers of every node reachable from this one."""

@@ -158,3 +158,37 @@ def test_copy_checks_shapes_and_keeps_dtype():
     assert p.val.dtype == jnp.float32 and float(p.val.sum()) == 6.0
     with pytest.raises(ValueError, match=r"\(3, 2\).*\(2, 3\)"):
         p.copy_(np.ones((3, 2)))
+
+
+FIELDS = ("grad", "abs_val_grad", "entropy_wrt_output")
+
+
+def test_inputs_limits_the_sweep_to_paths_from_them_and_changes_no_value():
+    x, w1, w2 = _leaves()
+    _mlp(x, w1, w2).backprop()
+    full = {f: np.asarray(getattr(x, f)) for f in FIELDS}
+    full_max = np.asarray(x.max_grad_of_output_wrt_node[0])
+
+    x, w1, w2 = _leaves()
+    root = _mlp(x, w1, w2)
+    root.backprop(inputs=[x])
+    for f in FIELDS:
+        np.testing.assert_allclose(getattr(x, f), full[f], rtol=1e-6, err_msg=f)
+    np.testing.assert_allclose(x.max_grad_of_output_wrt_node[0], full_max, rtol=1e-6)
+    assert w1.grad is None and w2.grad is None  # weights are constants here: no kernel ran for them
+
+
+def test_inputs_may_be_intermediate_nodes_and_are_kept_under_leaf_only():
+    x, w1, w2 = _leaves()
+    hidden = bf.func.tanh(x @ w1)
+    root = bf.func.tanh(hidden @ w2).sum()
+    root.backprop(values_to_compute=("grad",), inputs=[hidden], save_leaf_grads_only=True)
+    expected = jax.grad(lambda h: jnp.tanh(h @ w2.val).sum())(hidden.val)
+    np.testing.assert_allclose(hidden.grad, expected, rtol=1e-5, atol=1e-7)
+    assert x.grad is None and w1.grad is None and w2.grad is None
+
+
+def test_inputs_that_do_not_reach_the_output_are_an_error():
+    x, w1, w2 = _leaves()
+    with pytest.raises(ValueError, match="none of the given inputs is an ancestor"):
+        _mlp(x, w1, w2).backprop(inputs=[bf.Node(jnp.ones(3))])
