@@ -114,6 +114,11 @@ class Explanation:
                     })
         return rows
 
+    def plot(self, path):
+        """Write a PNG: token saliency, branch shares per layer, the top path through the layers."""
+        from .plots import plot_explanation
+        return plot_explanation(self, path)
+
     def summary(self):
         """A readable table: tokens with their attributions, then the branches per layer."""
         t = self.tokens_attribution

@@ -77,6 +77,8 @@ def test_exports(setup, tmp_path):
     frame = explanation.to_dataframe()
     assert len(frame) == len(explanation.tokens) * 2 * 4  # token × layer × attention branch
     assert "logit(is) − logit(are)" in explanation.summary()
+    png = explanation.plot(tmp_path / "e.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
 
 
 def test_bad_targets_are_refused(setup):
