@@ -11,6 +11,7 @@ setup(
                                                            "transformers", "transformers.models",
                                                            "transformers.models.*"]),
     package_data={"bf_bert": ["data/*.safetensors", "data/*.json"]},
+    entry_points={"console_scripts": ["bf-bert = bf_bert.cli:main"]},
     python_requires=">=3.10",
     install_requires=[
         "jax>=0.4.30,<0.11",
