@@ -43,11 +43,8 @@ def _parser():
 
 
 def _load(model_path, dtype):
-    import jax
     from transformers import AutoTokenizer, BFBertForMaskedLM
 
-    if dtype == "float64":
-        jax.config.update("jax_enable_x64", True)
     if model_path is None:
         from .default_model import default_model_path
         model_path = default_model_path()
@@ -125,8 +122,13 @@ def main(argv=None):
     if getattr(args, "top_k", 1) < 1:
         print("bf-bert: error: --top-k must be at least 1", file=sys.stderr)
         return 2
+    import jax
+
+    # x64 for this call only: main() may run inside a user's process (a notebook, the tests)
+    x64 = jax.enable_x64(True) if args.dtype == "float64" else contextlib.nullcontext()
     try:
-        (run_fill_mask if args.command == "fill-mask" else run_explain)(args)
+        with x64:
+            (run_fill_mask if args.command == "fill-mask" else run_explain)(args)
     except UsageError as err:
         print(f"bf-bert: error: {err}", file=sys.stderr)
         return 2
