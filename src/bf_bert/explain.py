@@ -3,9 +3,11 @@
 The quantity q is the logit (or log-probability) of `target` at the mask, minus that of
 `contrast` when given ("is" vs "are"). Branches are found by module path — the consumers of
 a layer's input made by `...attention.self.query/key/value` and `...attention.output` (the
-skip connection) — never by node names. Values are read once, after the backprop.
+skip connection) — never by node names. `analyse` computes every number as device arrays
+with no host reads, so `explain_batch` runs it as one jitted program per padded length.
 """
 
+import jax.numpy as jnp
 import numpy as np
 
 import brunoflow as bf
@@ -39,69 +41,105 @@ def mask_position(tokenizer, input_ids, text):
     return int(positions[0])
 
 
+def check_model(model, quantity):
+    if quantity not in QUANTITIES:
+        raise ValueError(f"quantity must be one of {QUANTITIES}, got {quantity!r}")
+    if not hasattr(model, "cls") or not hasattr(model, "bert"):
+        raise TypeError(f"explain needs a BF masked-LM model (BFBertForMaskedLM), got {type(model).__name__}")
+
+
+def run(model, input_ids, attention_mask, token_type_ids, position, target_id, contrast_id, quantity):
+    """Forward + one all-semiring backprop from q; returns (q, the embeddings leaf, hidden states).
+
+    Array arguments may be traced: the position and ids index through gathers, not Python ints.
+    """
+    table = model.get_input_embeddings().weight.val
+    embeddings = bf.Node(jnp.take(table, jnp.asarray(input_ids), axis=0), name="inputs_embeds")
+    out = model(inputs_embeds=embeddings, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                output_hidden_states=True)
+    scores = out.logits[jnp.zeros((), jnp.int32), jnp.asarray(position)]
+    if quantity == "log_prob":
+        scores = F.log_softmax(scores, axis=-1)
+    value = scores[jnp.asarray(target_id)]
+    if contrast_id is not None:
+        value = value - scores[jnp.asarray(contrast_id)]
+    value.backprop(inputs=[embeddings])  # weights are constants here: no kernel runs for them
+    return value, embeddings, out.hidden_states
+
+
+def analyse(model, value, embeddings, hidden_states):
+    """Every number of an Explanation but the top path, as device arrays (row 0 of the batch)."""
+    a = embeddings.abs_val_grad[0]
+    h = embeddings.entropy_wrt_output[0]
+    grad = embeddings.grad[0]
+    result = {"value": value.val, "grad_norm": jnp.linalg.norm(grad, axis=-1),
+              "grad_x_input": (grad * embeddings.val[0]).sum(-1), "abs_grad": a.sum(-1),
+              "entropy": _entropy(a.sum(-1), h.sum(-1)),
+              "max_grad": embeddings.max_grad_of_output_wrt_node[0][0].max(-1)}
+    last = _last_node_per_module(value)
+    per_layer = []
+    for layer in range(model.config.num_hidden_layers):
+        layer_path = f"{model.base_model_prefix}.encoder.layer.{layer}"
+        attention_output = last[f"{layer_path}.attention.output.LayerNorm"]
+        shares_a, entropy_a = _shares_and_entropy(hidden_states[layer], layer_path, ATTENTION_BRANCHES)
+        shares_m, entropy_m = _shares_and_entropy(attention_output, layer_path, MLP_BRANCHES)
+        oplus, buckets = _credit(hidden_states[layer], layer_path)
+        per_layer.append((shares_a, entropy_a, shares_m, entropy_m, oplus, buckets))
+    for k, name in enumerate(("attention_share", "attention_entropy", "mlp_share", "mlp_entropy", "oplus",
+                              "buckets")):
+        result[name] = jnp.stack([entry[k] for entry in per_layer])
+    return result
+
+
 def explain(model, tokenizer, text, target, contrast=None, quantity="logit"):
     """Explain the prediction of `target` (vs `contrast`) at the one mask token of `text`.
 
     For |grad| and entropy on real models, load the model in float64 (see README): their
     path sums pass float32's range within a few layers; a clear error says so if they do.
     """
-    if quantity not in QUANTITIES:
-        raise ValueError(f"quantity must be one of {QUANTITIES}, got {quantity!r}")
-    if not hasattr(model, "cls") or not hasattr(model, "bert"):
-        raise TypeError(f"explain needs a BF masked-LM model (BFBertForMaskedLM), got {type(model).__name__}")
+    check_model(model, quantity)
     encoded = {k: np.asarray(v) for k, v in tokenizer(text, return_tensors="np").items()}
     position = mask_position(tokenizer, encoded["input_ids"], text)
     target_id = word_id(tokenizer, target)
     contrast_id = word_id(tokenizer, contrast, "contrast") if contrast is not None else None
-
-    table = np.asarray(model.get_input_embeddings().weight.val)
-    embeddings = bf.Node(table[encoded["input_ids"]], name="inputs_embeds")
-    out = model(inputs_embeds=embeddings, attention_mask=encoded.get("attention_mask"),
-                token_type_ids=encoded.get("token_type_ids"), output_hidden_states=True)
-    scores = out.logits[0, position]
-    if quantity == "log_prob":
-        scores = F.log_softmax(scores, axis=-1)
-    value = scores[target_id] - scores[contrast_id] if contrast_id is not None else scores[target_id]
-    value.backprop(inputs=[embeddings])  # weights are constants here: no kernel runs for them
-
-    tokens = tokenizer.convert_ids_to_tokens(encoded["input_ids"][0].tolist())
-    attribution = _token_attribution(embeddings)
+    value, embeddings, hidden_states = run(model, encoded["input_ids"], encoded.get("attention_mask"),
+                                           encoded.get("token_type_ids"), position, target_id, contrast_id,
+                                           quantity)
+    arrays = {k: np.asarray(v) for k, v in analyse(model, value, embeddings, hidden_states).items()}
+    check_finite(arrays, embeddings.dtype)
     hops, walk = _top_path(embeddings)
-    layer_outputs = _last_node_per_module(value)
-    layers = [_layer_attribution(model, out.hidden_states[layer], layer, layer_outputs, walk)
+    tokens = tokenizer.convert_ids_to_tokens(encoded["input_ids"][0].tolist())
+    layers = [_layer_attribution(model, arrays, layer, hidden_states[layer], walk)
               for layer in range(model.config.num_hidden_layers)]
     return Explanation(text=text, tokens=tokens, mask_position=position, target=target, contrast=contrast,
-                       quantity=quantity, value=float(np.asarray(value.val)), tokens_attribution=attribution,
+                       quantity=quantity, value=float(arrays["value"]), tokens_attribution=token_attribution(arrays),
                        layers=layers, top_path=hops)
 
 
-def _token_attribution(embeddings):
-    grad = np.asarray(embeddings.grad)[0]
-    a = np.asarray(embeddings.abs_val_grad)[0].sum(axis=-1)
-    if not np.isfinite(a).all():
-        raise ValueError(f"abs_val_grad overflowed {embeddings.dtype} (path sums grow ~1e6 per layer on real models): "
-                         "load the model with from_pretrained(..., dtype='float64') after "
+def check_finite(arrays, dtype):
+    if not np.isfinite(arrays["abs_grad"]).all():
+        raise ValueError(f"abs_val_grad overflowed {dtype} (path sums grow ~1e6 per layer on real models): load "
+                         "the model with from_pretrained(..., dtype='float64') after "
                          "jax.config.update('jax_enable_x64', True)")
-    h = np.asarray(embeddings.entropy_wrt_output)[0].sum(axis=-1)
-    return TokenAttribution(
-        grad_norm=np.linalg.norm(grad, axis=-1), grad_x_input=(grad * np.asarray(embeddings.val)[0]).sum(axis=-1),
-        abs_grad=a, entropy=_entropy(a, h),
-        max_grad=np.asarray(embeddings.max_grad_of_output_wrt_node[0])[0].max(axis=-1))
+
+
+def token_attribution(arrays, length=None):
+    return TokenAttribution(**{k: arrays[k][:length] for k in TokenAttribution.__dataclass_fields__})
 
 
 def _entropy(a, h):
     """Entropy of pooled paths from the summed entropy-semiring pair (a, h): h/a + log a."""
-    safe = np.where(a > 0, a, 1.0)
-    return np.where(a > 0, h / safe + np.log(safe), 0.0)
+    safe = jnp.where(a > 0, a, 1.0)
+    return jnp.where(a > 0, h / safe + jnp.log(safe), 0.0)
 
 
 def _top_path(embeddings):
     """(Hops listed output first, the raw walk from the embedding unit whose top path is largest)."""
     hi = np.asarray(embeddings.max_grad_of_output_wrt_node[0])
     start = np.unravel_index(int(np.argmax(hi)), hi.shape)
-    hops = bf.top_path(embeddings, start)
+    walk = bf.top_path(embeddings, start)
     return [Hop(module_path=h.node.module_path, op=h.node.op.name if h.node.op else "inputs_embeds",
-                position=tuple(int(i) for i in h.index), value=h.value) for h in reversed(hops)], hops
+                position=tuple(int(i) for i in h.index), value=h.value) for h in reversed(walk)], walk
 
 
 def _last_node_per_module(root):
@@ -112,51 +150,55 @@ def _last_node_per_module(root):
     return last
 
 
-def _branches(node, layer_path):
-    """For each consumer of `node` (in get_parents order), the branch name it is in this layer."""
-    names = []
-    for consumer in node.get_parents():
-        relative = consumer.module_path[len(layer_path) + 1:] if consumer.module_path.startswith(layer_path) else ""
-        names.append(_BRANCH_OF.get(relative, "other"))
-    return names
+def _branch(consumer, layer_path):
+    relative = consumer.module_path[len(layer_path) + 1:] if consumer.module_path.startswith(layer_path) else ""
+    return _BRANCH_OF.get(relative, "other")
 
 
 def _shares_and_entropy(node, layer_path, branches):
-    names = _branches(node, layer_path)
+    """Per branch: share of the abs-gradient mass reaching `node`, and the entropy of its paths."""
     mass = {b: 0.0 for b in branches}
-    pair = {b: np.zeros(2) for b in branches}
-    for name, (_, (a, h)) in zip(names, bf.consumer_flows(node, "entropy")):
+    h_total = {b: 0.0 for b in branches}
+    for consumer, (a, h) in bf.consumer_flows(node, "entropy"):
+        name = _branch(consumer, layer_path)
         if name in mass:
-            mass[name] += float(np.asarray(a).sum())
-            pair[name] += (float(np.asarray(a).sum()), float(np.asarray(h).sum()))
-    total = sum(mass.values()) or 1.0
-    return ({b: mass[b] / total for b in branches},
-            {b: float(_entropy(np.array(pair[b][0]), np.array(pair[b][1]))) for b in branches})
+            mass[name] = mass[name] + a.sum()
+            h_total[name] = h_total[name] + h.sum()
+    a_all = jnp.stack([jnp.asarray(mass[b]) for b in branches])
+    h_all = jnp.stack([jnp.asarray(h_total[b]) for b in branches])
+    return a_all / a_all.sum(), _entropy(a_all, h_all)
 
 
 def _credit(node, layer_path):
-    """oplus and bucket_sum per token of a layer input (batch row 0)."""
-    names = np.array(_branches(node, layer_path) + ["none"])  # index -1: nothing flowed
-    hi, winner = (np.asarray(v)[0] for v in node.max_grad_of_output_wrt_node)
-    branch = names[winner]
-    oplus = [str(branch[t, int(np.argmax(hi[t]))]) for t in range(hi.shape[0])]
-    buckets = [{b: float(hi[t][branch[t] == b].sum()) for b in ATTENTION_BRANCHES} for t in range(hi.shape[0])]
-    bucket_sum = [max(ATTENTION_BRANCHES, key=bucket.__getitem__) for bucket in buckets]
-    return oplus, bucket_sum, buckets
+    """Per token of a layer input: the oplus branch code, and the bucket_sum buckets (S, 4)."""
+    codes = [ATTENTION_BRANCHES.index(b) if b in ATTENTION_BRANCHES else len(ATTENTION_BRANCHES)
+             for b in (_branch(c, layer_path) for c in node.get_parents())]
+    table = jnp.asarray(codes + [len(ATTENTION_BRANCHES)], jnp.int32)  # index -1: nothing flowed
+    hi, winner = node.max_grad_of_output_wrt_node
+    branch = table[winner[0]]                                           # (S, H)
+    oplus = jnp.take_along_axis(branch, jnp.argmax(hi[0], axis=-1)[:, None], axis=-1)[:, 0]
+    one_hot = branch[..., None] == jnp.arange(len(ATTENTION_BRANCHES))
+    return oplus, jnp.where(one_hot, hi[0][..., None], 0).sum(axis=1)
 
 
-def _layer_attribution(model, layer_input, layer, layer_outputs, walk):
+def layer_attribution(arrays, layer, module_path, length=None, top_path_token=None, top_path_branch=None):
+    names = list(ATTENTION_BRANCHES) + ["other"]
+    oplus = [names[int(c)] for c in arrays["oplus"][layer][:length]]
+    buckets = [dict(zip(ATTENTION_BRANCHES, map(float, row))) for row in arrays["buckets"][layer][:length]]
+    return LayerAttribution(
+        layer=layer, module_path=module_path,
+        attention_share=dict(zip(ATTENTION_BRANCHES, map(float, arrays["attention_share"][layer]))),
+        attention_entropy=dict(zip(ATTENTION_BRANCHES, map(float, arrays["attention_entropy"][layer]))),
+        mlp_share=dict(zip(MLP_BRANCHES, map(float, arrays["mlp_share"][layer]))),
+        mlp_entropy=dict(zip(MLP_BRANCHES, map(float, arrays["mlp_entropy"][layer]))),
+        oplus=oplus, bucket_sum=[max(b, key=b.__getitem__) for b in buckets], buckets=buckets,
+        top_path_token=top_path_token, top_path_branch=top_path_branch)
+
+
+def _layer_attribution(model, arrays, layer, layer_input, walk):
     layer_path = f"{model.base_model_prefix}.encoder.layer.{layer}"
-    attention_output = layer_outputs[f"{layer_path}.attention.output.LayerNorm"]
-    attention_share, attention_entropy = _shares_and_entropy(layer_input, layer_path, ATTENTION_BRANCHES)
-    mlp_share, mlp_entropy = _shares_and_entropy(attention_output, layer_path, MLP_BRANCHES)
-    oplus, bucket_sum, buckets = _credit(layer_input, layer_path)
     token, branch = None, None
     for here, nxt in zip(walk, walk[1:]):
         if here.node is layer_input:
-            token = int(here.index[1])
-            branch = _BRANCH_OF.get(nxt.node.module_path[len(layer_path) + 1:], "other")
-    return LayerAttribution(layer=layer, module_path=layer_path, attention_share=attention_share,
-                            attention_entropy=attention_entropy, mlp_share=mlp_share, mlp_entropy=mlp_entropy,
-                            oplus=oplus, bucket_sum=bucket_sum, buckets=buckets, top_path_token=token,
-                            top_path_branch=branch)
+            token, branch = int(here.index[1]), _branch(nxt.node, layer_path)
+    return layer_attribution(arrays, layer, layer_path, top_path_token=token, top_path_branch=branch)
