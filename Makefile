@@ -23,7 +23,7 @@ test: install
 	$(PY) -m pytest -q tests
 
 demo: install
-	$(PY) -m brunoflow.demo
+	$(PY) -m bf_bert.demo
 
 bench: install
 	$(PY) benchmarks/engine.py

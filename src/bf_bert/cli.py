@@ -124,6 +124,8 @@ def main(argv=None):
         return 2
     import jax
 
+    from .compile_cache import enable_compilation_cache
+    enable_compilation_cache()
     # x64 for this call only: main() may run inside a user's process (a notebook, the tests)
     x64 = jax.enable_x64(True) if args.dtype == "float64" else contextlib.nullcontext()
     try:

