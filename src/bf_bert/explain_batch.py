@@ -11,8 +11,9 @@ import math
 import jax
 import numpy as np
 
-from .explain import analyse, check_finite, check_model, layer_attribution, mask_position, run, token_attribution, word_id
-from .explanation import Explanation
+from .explain import (analyse, check_finite, check_model, layer_attribution, mask_position, run, token_attribution,
+                      word_id)
+from .explanation import Explanation, rows_to_dataframe
 
 
 class ExplanationTable:
@@ -31,11 +32,7 @@ class ExplanationTable:
         return rows
 
     def to_dataframe(self):
-        try:
-            import pandas as pd
-        except ImportError as err:
-            raise ImportError("to_dataframe needs pandas: pip install pandas") from err
-        return pd.DataFrame(self.rows())
+        return rows_to_dataframe(self.rows())
 
 
 def explain_batch(model, tokenizer, texts, target, contrast=None, quantity="logit", bucket=16, progress=True):

@@ -91,11 +91,7 @@ class Explanation:
 
     def to_dataframe(self):
         """One row per token × layer × branch (pandas; `pip install brunoflow[dataframe]`)."""
-        try:
-            import pandas as pd
-        except ImportError as err:
-            raise ImportError("to_dataframe needs pandas: pip install pandas") from err
-        return pd.DataFrame(self.rows())
+        return rows_to_dataframe(self.rows())
 
     def rows(self):
         """token × layer × branch records: the long table explain_batch concatenates."""
@@ -137,6 +133,14 @@ class Explanation:
             lines.append(f"{layer.layer:>5} {a['query']:>7.3f} {a['key']:>7.3f} {a['value']:>7.3f} "
                          f"{a['skip']:>7.3f} | {m['mlp']:>7.3f} {m['skip']:>7.3f} | {where}")
         return "\n".join(lines)
+
+
+def rows_to_dataframe(rows):
+    try:
+        import pandas as pd
+    except ImportError as err:
+        raise ImportError("to_dataframe needs pandas: pip install 'brunoflow[dataframe]'") from err
+    return pd.DataFrame(rows)
 
 
 def _json_default(value):
