@@ -85,11 +85,11 @@ class BFBertSelfAttention(Network):
 
 
 class BFBertSelfOutput(Network):
-    """dense, dropout, then LayerNorm of the sum with the attention's input (the skip branch)."""
+    """dense, dropout, then LayerNorm of the sum with the sub-block's input (the skip branch)."""
 
-    def __init__(self, config):
+    def __init__(self, config, in_features=None):
         super().__init__()
-        self.dense = Linear(config.hidden_size, config.hidden_size)
+        self.dense = Linear(in_features or config.hidden_size, config.hidden_size)
         self.LayerNorm = LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = Dropout(config.hidden_dropout_prob)
 
@@ -118,15 +118,11 @@ class BFBertIntermediate(Network):
         return self.intermediate_act_fn(self.dense(hidden_states))
 
 
-class BFBertOutput(Network):
-    def __init__(self, config):
-        super().__init__()
-        self.dense = Linear(config.intermediate_size, config.hidden_size)
-        self.LayerNorm = LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = Dropout(config.hidden_dropout_prob)
+class BFBertOutput(BFBertSelfOutput):
+    """The MLP's closing step: the same residual LayerNorm, from the intermediate width."""
 
-    def forward(self, hidden_states, input_tensor):
-        return self.LayerNorm(self.dropout(self.dense(hidden_states)) + input_tensor)
+    def __init__(self, config):
+        super().__init__(config, in_features=config.intermediate_size)
 
 
 class BFBertLayer(Network):
