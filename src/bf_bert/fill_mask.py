@@ -226,11 +226,5 @@ def bf_pipeline(task, model=None, tokenizer=None, **kwargs):
 
 
 def _default_model_path():
-    try:
-        from bf_bert.default_model import default_model_path
-    except ModuleNotFoundError as error:
-        if error.name != "bf_bert.default_model":
-            raise
-        raise ValueError("no model given and this install has no embedded default model "
-                         "(bf_bert.default_model); pass model=<checkpoint folder>") from None
-    return default_model_path() if callable(default_model_path) else default_model_path
+    from .default_model import default_model_path  # ships with bf_bert; builds its folder on first use
+    return default_model_path()
