@@ -18,7 +18,7 @@ import brunoflow as bf
 from ._oracle import Tape
 
 RTOL, ATOL = 1e-5, 1e-6
-ALL_VALUES = ("grad", "max_grad", "abs_val_grad", "entropy")
+ALL_VALUES = ("grad", "max_grad", "abs_val_grad", "entropy", "max_path")
 
 
 def assert_close(actual, expected, scale=0.0, err_msg=""):
@@ -127,7 +127,37 @@ def check_graph(leaves, root, ops, names=None, near_tie=1e-4):
                                           err_msg=f"{field} parents of {label}")
             compared_parents += int(decided.sum())
     assert compared_parents > 0
+    _check_max_path(tape, tensors, op_index)
     return tape, tensors
+
+
+def _check_max_path(tape, tensors, op_index):
+    """Neuron-granular max-product: the value is the oracle's max (min) over explicit paths,
+    0 with consumer -2 where no path exists; and every back-pointer is one edge of the
+    graph whose weight times the value it points at gives this value, so following the
+    pointers from any element multiplies out exactly the reported max."""
+    root = len(tensors) - 1
+    for t, node in enumerate(tensors):
+        ref, label = tape.path_values(t), f"tensor {t} ({node!r})"
+        for field, key in (("max_path_of_output_wrt_node", "path_max"), ("min_path_of_output_wrt_node", "path_min")):
+            value, consumer, source = (np.asarray(a) for a in getattr(node, field))
+            expected = np.where(np.isfinite(ref[key]), ref[key], 0.0)
+            assert_close(value, expected, scale=ref["abs"], err_msg=f"{field} of {label}")
+            np.testing.assert_array_equal(consumer == -2, ~np.isfinite(ref[key]), err_msg=f"{field}: no-path marks of {label}")
+            for e in range(node.size):
+                c, s, v = int(consumer.flat[e]), int(source.flat[e]), float(value.flat[e])
+                if c == -2:
+                    continue
+                if c == -1:
+                    assert t == root and v == 1.0, f"{field} of {label}: only the output ends a path"
+                    continue
+                nxt = node.get_parents()[c]
+                k, o, track = op_index[id(nxt)], s // 2, s % 2
+                nxt_value = np.asarray(getattr(nxt, ("max_path_of_output_wrt_node", "min_path_of_output_wrt_node")[track])[0]).flat[o]
+                slots = [j for j, i in enumerate(tape.ops[k][1]) if i == t]
+                weights = [tape.jacobians[k][j][o, e] for j in slots]
+                assert any(w != 0 and abs(w * nxt_value - v) <= ATOL + RTOL * (abs(v) + abs(ref["abs"].flat[e]))
+                           for w in weights), f"{field} of {label}[{e}]: pointer to {nxt!r}[{o}] is no edge giving {v}"
 
 
 def _value_and_vjp_of_ones(fn, *xs):

@@ -18,7 +18,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import tropical
 from .node import Node, as_array
+from .tropical import MAX_TIMES
 
 
 def unbroadcast(g, shape):
@@ -63,7 +65,9 @@ class Elementwise(Primitive):
                 tables.append({})
                 continue
             shape = jnp.shape(x)
-            tables.append({phi: (lambda g, m=phi.array(p), shape=shape: unbroadcast(m * g, shape))
+            tables.append({phi: (lambda state, p=p, shape=shape: tropical.elementwise(p, state, shape))
+                           if phi is MAX_TIMES else
+                           (lambda g, m=phi.array(p), shape=shape: unbroadcast(m * g, shape))
                            for phi in maps})
         return tables
 
@@ -74,13 +78,20 @@ class Linear(Primitive):
     `rule(g, *xs, **static)` returns the plain VJP for every input; rule=None derives it as
     the transpose of the (linear) forward with jax.vjp. `constant` is the structural ops'
     Jacobian entry (a float, or a function of (xs, static), e.g. 1/n for a mean).
+
+    For the neuron-granular max-product a structural op also says how its 0/c entries lie:
+    `relation` "copy" (each output element copies at most one input element: reshape,
+    getitem, concat, pad, ...) or "spread" (each input element feeds one output element:
+    sums), or a function of the static params giving one of the two.
     """
 
     family = "linear"
 
-    def __init__(self, name, impl, rule=None, differentiable=None, constant=1.0, contraction=False):
+    def __init__(self, name, impl, rule=None, differentiable=None, constant=1.0, contraction=False,
+                 relation="copy"):
         super().__init__(name, impl, rule or self._transpose_of_forward, differentiable, constant)
         self.contraction = contraction
+        self.relation = relation
 
     def _transpose_of_forward(self, g, *xs, **static):
         return jax.vjp(lambda *ops: self.impl(*ops, **static), *xs)[1](g)
@@ -88,7 +99,10 @@ class Linear(Primitive):
     def phi_vjps(self, maps, xs, out, static):
         tables = [{} for _ in xs]
         for phi in maps:
-            if self.contraction:
+            if phi is MAX_TIMES:
+                for k in self._slots(xs):
+                    tables[k][phi] = lambda state, k=k: self._max_times(k, xs, out, static, state)
+            elif self.contraction:
                 mapped = tuple(phi.array(x) for x in xs)
                 for k in range(len(xs)):
                     tables[k][phi] = (lambda g, k=k, mapped=mapped:
@@ -104,6 +118,30 @@ class Linear(Primitive):
                     else:
                         tables[k][phi] = lambda g, k=k, s=scale: s * self.rule(g, *xs, **static)[k]
         return tables
+
+    def _slots(self, xs):
+        return [k for k in range(len(xs)) if self.differentiable is None or k in self.differentiable]
+
+    def _max_times(self, k, xs, out, static, state):
+        if self.contraction:
+            subscripts = static.get("subscripts") or tropical.matmul_subscripts(jnp.ndim(xs[0]), jnp.ndim(xs[1]))
+            return tropical.einsum(subscripts, k, xs, state)
+        entry = self.constant(xs, static) if callable(self.constant) else self.constant
+        relation = self.relation(static) if callable(self.relation) else self.relation
+        shape, size = jnp.shape(xs[k]), int(np.prod(jnp.shape(xs[k])))
+        if relation == "copy":  # run the forward on labels: which input element each output copies
+            labels = [jnp.arange(1, size + 1, dtype=jnp.int32).reshape(shape) if j == k
+                      else jnp.zeros(jnp.shape(x), jnp.int32) if j in self._slots(xs) else x
+                      for j, x in enumerate(xs)]
+            source = self.impl(*labels, **static)
+            return tropical.finish_copy(tropical.copy(entry, source, state, size), shape, state[0].dtype)
+        if out.size >= 2 ** 24:
+            raise NotImplementedError(f"max_path through {self.name} with {out.size} outputs: its destinations "
+                                      "travel as floats, exact below 2**24")
+        # the transpose of a spread sends each output's label to the input elements it sums
+        labels = jnp.arange(out.size, dtype=out.dtype).reshape(out.shape)
+        destination = jnp.round(self.rule(labels, *xs, **static)[k]).astype(jnp.int32)
+        return tropical.spread(entry, destination, state)
 
 
 class Selection(Primitive):
@@ -121,7 +159,12 @@ class Selection(Primitive):
         def expand(g):  # transpose of the reduction: broadcast g back over the reduced axes
             return jnp.broadcast_to(g if keepdims else jnp.expand_dims(g, reduced), jnp.shape(x))
 
-        return [{phi: (lambda g, m=phi.array(weight): m * expand(g)) for phi in maps}]
+        def max_times(state):
+            destination = expand(jnp.arange(jnp.size(out), dtype=jnp.int32).reshape(jnp.shape(out)))
+            return tropical.spread(weight, destination, state)
+
+        return [{phi: max_times if phi is MAX_TIMES else (lambda g, m=phi.array(weight): m * expand(g))
+                 for phi in maps}]
 
 
 # ---------------------------------------------------------------------------------------
@@ -197,9 +240,10 @@ def backward_kernel(prim, static, semirings, groups, first, arrays):
 
 
 def _sum_slots(tables, slots, phi, g):
+    """Parallel edges of one op: their φ-VJPs add; under max-times the better one wins."""
     total = tables[slots[0]][phi](g)
     for s in slots[1:]:
-        total = total + tables[s][phi](g)
+        total = tropical.merge(total, tables[s][phi](g)) if phi is MAX_TIMES else total + tables[s][phi](g)
     return total
 
 

@@ -9,6 +9,7 @@ summed over every slot the input occupies); `plus` is ⊕ across the op's consum
 import jax.numpy as jnp
 
 from .maps import ABS, IDENTITY, NEG_XLOGX
+from .tropical import MAX_TIMES, better
 
 
 class Semiring:
@@ -133,8 +134,54 @@ class MaxProduct(Semiring):
         return hi, lo, hi_from, lo_from
 
 
+class MaxPath(Semiring):
+    """Neuron-granularity max-product: the exact max (and min) over every path from an
+    element to the output of the product of its partials, with element back-pointers.
+
+    State (hi, lo, hi_consumer, lo_consumer, hi_source, lo_source). Through one op, its
+    max-times transpose (ad/tropical.py) picks, per input element, the best single edge into
+    an output element and the track it continues on; ⊕ across consumers takes the better one
+    (ties: the earliest-made consumer). Back-pointers: `*_consumer` indexes get_parents() (-1
+    at the output itself, -2 where no path exists; the value there is 0), and `*_source` is
+    2·(flat index into that consumer) + track (1: the path continues on its min track).
+    Seed (1, 1, -1, -1, -1, -1).
+    """
+
+    fields = ("max_path_of_output_wrt_node", "min_path_of_output_wrt_node")
+    maps = (MAX_TIMES,)
+    tracks_parents = True
+    OUTPUT, NO_PATH = -1, -2
+
+    def seed(self, y):
+        here = jnp.full(jnp.shape(y), self.OUTPUT, jnp.int32)
+        return jnp.ones_like(y), jnp.ones_like(y), here, here, here, here
+
+    def pull(self, vjp, up, consumer):
+        hi, lo, hi_consumer, _, _, _ = up
+        reached = hi_consumer != self.NO_PATH  # hi and lo range over the same paths
+        hi, lo, hi_source, lo_source = vjp[MAX_TIMES]((hi, lo, reached))
+        return (hi, lo, jnp.where(hi_source >= 0, consumer, self.NO_PATH),
+                jnp.where(lo_source >= 0, consumer, self.NO_PATH), hi_source, lo_source)
+
+    def plus(self, x, y):
+        take_hi = better(y[0], y[2], x[0], x[2], jnp.greater)
+        take_lo = better(y[1], y[3], x[1], x[3], jnp.less)
+        return (jnp.where(take_hi, y[0], x[0]), jnp.where(take_lo, y[1], x[1]),
+                jnp.where(take_hi, y[2], x[2]), jnp.where(take_lo, y[3], x[3]),
+                jnp.where(take_hi, y[4], x[4]), jnp.where(take_lo, y[5], x[5]))
+
+    def to_fields(self, state):
+        hi, lo, hi_consumer, lo_consumer, hi_source, lo_source = state
+        return (hi, hi_consumer, hi_source), (lo, lo_consumer, lo_source)
+
+    def from_fields(self, values):
+        (hi, hi_consumer, hi_source), (lo, lo_consumer, lo_source) = values
+        return hi, lo, hi_consumer, lo_consumer, hi_source, lo_source
+
+
 # The names `backprop(values_to_compute=...)` accepts, as in the original brunoflow.
-BY_NAME = {"grad": Grad(), "abs_val_grad": AbsGrad(), "entropy": Entropy(), "max_grad": MaxProduct()}
+BY_NAME = {"grad": Grad(), "abs_val_grad": AbsGrad(), "entropy": Entropy(), "max_grad": MaxProduct(),
+           "max_path": MaxPath()}
 
 
 def resolve(values_to_compute):

@@ -27,8 +27,22 @@ def contraction(name, impl):
 
 matmul = contraction("matmul", jnp.matmul)
 _einsum = contraction("einsum", lambda *xs, subscripts: jnp.einsum(subscripts, *xs))
+
+
+def _unary_relation(static):
+    """A one-operand einsum copies (permutes, takes a diagonal) or spreads (sums), never both."""
+    term, output = static["subscripts"].split("->")
+    summed = set(term) - set(output)
+    if not summed:
+        return "copy"
+    if len(set(term)) == len(term):
+        return "spread"
+    raise NotImplementedError(f"max_path through einsum {static['subscripts']!r}: a diagonal that is also "
+                              "summed; take the diagonal and the sum as two einsums")
+
+
 # One operand (transpose, diagonal, sums): every Jacobian entry is 1, like reshape's.
-_einsum_unary = Linear("einsum", lambda x, *, subscripts: jnp.einsum(subscripts, x))
+_einsum_unary = Linear("einsum", lambda x, *, subscripts: jnp.einsum(subscripts, x), relation=_unary_relation)
 
 
 def _letters_kept(term, needed):

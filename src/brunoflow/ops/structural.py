@@ -14,8 +14,8 @@ from ..ad.node import Node
 from ..ad.primitive import Linear, bind, unbroadcast
 
 
-def structural(name, impl, vjp=None, differentiable=None, constant=1.0):
-    prim = Linear(name, impl, vjp, differentiable, constant)
+def structural(name, impl, vjp=None, differentiable=None, constant=1.0, relation="copy"):
+    prim = Linear(name, impl, vjp, differentiable, constant, relation=relation)
 
     def apply(*xs, **static):
         return bind(prim, *xs, **static)
@@ -53,7 +53,8 @@ _squeeze = structural("squeeze", lambda x, *, axis: jnp.squeeze(x, axis),
 _broadcast_to = structural("broadcast_to", lambda x, *, shape: jnp.broadcast_to(x, shape),
                            lambda g, x, *, shape: (unbroadcast(g, jnp.shape(x)),))
 _reduce_sum = structural("reduce_sum", lambda x, *, axis, keepdims: jnp.sum(x, axis=axis, keepdims=keepdims),
-                         lambda g, x, *, axis, keepdims: (_restore_reduced(g, x, axis, keepdims),))
+                         lambda g, x, *, axis, keepdims: (_restore_reduced(g, x, axis, keepdims),),
+                         relation="spread")
 
 
 def _mean_entry(xs, static):
@@ -64,7 +65,7 @@ def _mean_entry(xs, static):
 # Every entry of a mean's Jacobian is 1/n: the plain VJP is the sum's, scaled by φ(1/n).
 _reduce_mean = structural("reduce_mean", lambda x, *, axis, keepdims: jnp.mean(x, axis=axis, keepdims=keepdims),
                           lambda g, x, *, axis, keepdims: (_restore_reduced(g, x, axis, keepdims),),
-                          constant=_mean_entry)
+                          constant=_mean_entry, relation="spread")
 _concat = structural("concat", lambda *xs, axis: jnp.concatenate(xs, axis=axis),
                      lambda g, *xs, axis: tuple(jnp.split(g, np.cumsum([jnp.shape(x)[axis] for x in xs])[:-1], axis)))
 _stack = structural("stack", lambda *xs, axis: jnp.stack(xs, axis=axis),

@@ -1,0 +1,192 @@
+"""Max-times transposes: the neuron-granular max-product through one op, per Jacobian family.
+
+An op's edges are its nonzero Jacobian entries w = ∂out[o]/∂x[e] (one set per input slot;
+an input in two slots has parallel edges). Pulling the state (hi, lo) of the op's output
+to an input element e keeps, over the edges from e to an output element o that the sweep
+reached, the best single continuation:
+
+    hi[e] = max over edges of max(w·hi[o], w·lo[o])      lo[e] = min over edges of min(...)
+
+and a source code 2·o + track naming the winner (track 1: the path goes on along o's min
+track, as a negative w swaps them); -1 where e has no edge to a reached element. Ties go to
+the lowest code. Nothing here is dense: each family reduces over exactly its edges —
+elementwise and contractions over broadcast axes (a max-times einsum), copies (reshape,
+getitem, concat, ...) by a segment max over the outputs that copy one input element,
+spreads (sums, reduce_max) by gathering the one output each input element feeds.
+"""
+
+import jax
+import jax.numpy as jnp
+
+NO_SOURCE = -1
+
+
+class MaxTimes:
+    """The edge 'map' a neuron-granular semiring asks ops for: their max-times transpose.
+
+    φ-VJPs take a cotangent g; a max-times transpose takes the whole (hi, lo, reached) state
+    and returns (hi, lo, hi_source, lo_source) shaped like the input.
+    """
+
+    name = "MAX_TIMES"
+
+    def __repr__(self):
+        return self.name
+
+
+MAX_TIMES = MaxTimes()
+
+
+def _candidates(w, hi, lo, reached, code):
+    """Per edge (aligned, broadcastable arrays): its best and worst continuation and their codes."""
+    edge = (w != 0) & reached
+    positive = w > 0
+    via_hi, via_lo = w * hi, w * lo
+    best = jnp.where(edge, jnp.where(positive, via_hi, via_lo), -jnp.inf)
+    worst = jnp.where(edge, jnp.where(positive, via_lo, via_hi), jnp.inf)
+    best_code = 2 * code + jnp.where(positive, 0, 1)
+    worst_code = 2 * code + jnp.where(positive, 1, 0)
+    return best, best_code, worst, worst_code
+
+
+def _finish(best, best_code, worst, worst_code, dtype):
+    """-inf/+inf (no edge) → value 0 and no source."""
+    found = best > -jnp.inf
+    return (jnp.where(found, best, 0).astype(dtype), jnp.where(found, worst, 0).astype(dtype),
+            jnp.where(found, best_code, NO_SOURCE).astype(jnp.int32),
+            jnp.where(found, worst_code, NO_SOURCE).astype(jnp.int32))
+
+
+def _arg_reduce(values, codes, axes, pick):
+    """max/min of values over axes (moved last and flattened), with the code at the winner."""
+    if not axes:
+        return values, codes
+    kept = [a for a in range(values.ndim) if a not in axes]
+    order = kept + list(axes)
+    flat_shape = tuple(values.shape[a] for a in kept) + (-1,)
+    values = jnp.transpose(values, order).reshape(flat_shape)
+    codes = jnp.transpose(codes, order).reshape(flat_shape)
+    at = pick(values, axis=-1)[..., None]
+    return (jnp.take_along_axis(values, at, -1)[..., 0], jnp.take_along_axis(codes, at, -1)[..., 0])
+
+
+def reduce_to(w, hi, lo, reached, code, shape):
+    """Edges laid out on a broadcast space (elementwise ops, contractions): reduce the
+    candidates down to the input's `shape` (the transpose of broadcasting, under max)."""
+    full = jnp.broadcast_shapes(jnp.shape(w), jnp.shape(hi), jnp.shape(code))
+    best, best_code, worst, worst_code = (jnp.broadcast_to(a, full) for a in _candidates(w, hi, lo, reached, code))
+    extra = len(full) - len(shape)
+    axes = tuple(range(extra)) + tuple(extra + i for i, n in enumerate(shape) if n == 1 and full[extra + i] != 1)
+    best, best_code = _arg_reduce(best, best_code, axes, jnp.argmax)
+    worst, worst_code = _arg_reduce(worst, worst_code, axes, jnp.argmin)
+    return _finish(best.reshape(shape), best_code.reshape(shape), worst.reshape(shape),
+                   worst_code.reshape(shape), hi.dtype)
+
+
+def elementwise(partial, state, shape):
+    hi, lo, reached = state
+    code = jnp.arange(hi.size, dtype=jnp.int32).reshape(hi.shape)
+    return reduce_to(jnp.broadcast_to(partial, hi.shape), hi, lo, reached, code, shape)
+
+
+def spread(weight, destination, state):
+    """Each input element feeds at most one output element, `destination` (flat, per input
+    element) with Jacobian entry `weight`: gather that output's state."""
+    hi, lo, reached = (a.reshape(-1)[destination] for a in state)
+    best, best_code, worst, worst_code = _candidates(weight, hi, lo, reached, destination)
+    return _finish(best, best_code, worst, worst_code, state[0].dtype)
+
+
+def copy(weight, source, state, size):
+    """Each output element copies at most one input element: `source` (per output element,
+    flat input index + 1, 0 for none, e.g. padding). A segment max over the outputs that
+    copy the same input element; the winner's code is the lowest one reaching that max."""
+    hi, lo, reached = state
+    code = jnp.arange(hi.size, dtype=jnp.int32).reshape(hi.shape)
+    best, best_code, worst, worst_code = (a.reshape(-1) for a in _candidates(weight, hi, lo, reached, code))
+    segments = source.reshape(-1)
+    top = jax.ops.segment_max(best, segments, num_segments=size + 1)
+    bottom = jax.ops.segment_min(worst, segments, num_segments=size + 1)
+    never = jnp.iinfo(jnp.int32).max
+    top_code = jax.ops.segment_min(jnp.where(best == top[segments], best_code, never), segments, num_segments=size + 1)
+    bottom_code = jax.ops.segment_min(jnp.where(worst == bottom[segments], worst_code, never), segments,
+                                      num_segments=size + 1)
+    return top[1:], top_code[1:], bottom[1:], bottom_code[1:]
+
+
+def finish_copy(result, shape, dtype):
+    best, best_code, worst, worst_code = (a.reshape(shape) for a in result)
+    return _finish(best, best_code, worst, worst_code, dtype)
+
+
+def merge(a, b):
+    """Two slots' results for one input (parallel edges): the better one, ties to the lower code."""
+    hi_a, lo_a, hi_code_a, lo_code_a = a
+    hi_b, lo_b, hi_code_b, lo_code_b = b
+    take_hi = better(hi_b, hi_code_b, hi_a, hi_code_a, jnp.greater)
+    take_lo = better(lo_b, lo_code_b, lo_a, lo_code_a, jnp.less)
+    return (jnp.where(take_hi, hi_b, hi_a), jnp.where(take_lo, lo_b, lo_a),
+            jnp.where(take_hi, hi_code_b, hi_code_a), jnp.where(take_lo, lo_code_b, lo_code_a))
+
+
+def better(value, code, other, other_code, beats):
+    """value (with code) wins over other: it exists and the other does not, or it beats it, or ties lower."""
+    exists, other_exists = code >= 0, other_code >= 0
+    return exists & (~other_exists | beats(value, other) | ((value == other) & (code < other_code)))
+
+
+# -- contractions: a max-times einsum over the op's full index space --------------------
+
+def _to_space(a, term, letters):
+    """a (indexed by `term`) laid out on the index space `letters`, size 1 where it has no letter."""
+    order = sorted(range(len(term)), key=lambda i: letters.index(term[i]))
+    a = jnp.transpose(a, order)
+    return a.reshape(tuple(a.shape[order.index(term.index(c))] if c in term else 1 for c in letters))
+
+
+def _from_space(a, term, letters):
+    order = sorted(range(len(term)), key=lambda i: letters.index(term[i]))
+    sorted_shape = tuple(a.shape[letters.index(term[i])] for i in order)
+    return jnp.transpose(a.reshape(sorted_shape), tuple(order.index(i) for i in range(len(term))))
+
+
+def einsum(subscripts, k, xs, state):
+    """Max-times transpose of a two-operand einsum with respect to operand k.
+
+    A letter repeated inside a term (`ii,i->i`) is a diagonal: the weight operand is read on
+    it, and operand k's off-diagonal elements have no edge."""
+    inputs, output = subscripts.split("->")
+    terms = inputs.split(",")
+    if "." in subscripts:
+        raise NotImplementedError(f"max_path through einsum {subscripts!r}: write the ellipsis out as letters")
+    unique = ["".join(dict.fromkeys(t)) for t in terms]
+    letters = output + "".join(dict.fromkeys(c for t in unique for c in t if c not in output))
+    hi, lo, reached = (_to_space(a, output, letters) for a in state)
+    code = _to_space(jnp.arange(state[0].size, dtype=jnp.int32).reshape(state[0].shape), output, letters)
+    weight = _to_space(_diagonal(xs[1 - k], terms[1 - k]), unique[1 - k], letters)
+    sizes = dict(zip(terms[k], jnp.shape(xs[k])))
+    shape = tuple(sizes[c] if c in sizes else 1 for c in letters)
+    pulled = [_from_space(a, unique[k], letters) for a in reduce_to(weight, hi, lo, reached, code, shape)]
+    if unique[k] == terms[k]:
+        return tuple(pulled)
+    on_diagonal = tuple(jnp.arange(sizes[c]).reshape([-1 if d == c else 1 for d in unique[k]]) for c in terms[k])
+    return tuple(jnp.full(jnp.shape(xs[k]), 0 if j < 2 else NO_SOURCE, a.dtype).at[on_diagonal].set(a)
+                 for j, a in enumerate(pulled))
+
+
+def _diagonal(x, term):
+    unique = "".join(dict.fromkeys(term))
+    return x if unique == term else jnp.einsum(f"{term}->{unique}", x)
+
+
+def matmul_subscripts(a_ndim, b_ndim):
+    """jnp.matmul as an einsum, batch dimensions included (broadcast batch dims share letters
+    only where both operands have them: size-1 broadcasting is then jnp's own)."""
+    batch = "abcdefgh"
+    a_batch, b_batch = max(a_ndim - 2, 0), max(b_ndim - 2, 0)
+    n_batch = max(a_batch, b_batch)
+    letters = batch[:n_batch]
+    a = letters[n_batch - a_batch:] + ("ij" if a_ndim >= 2 else "j")
+    b = letters[n_batch - b_batch:] + ("jk" if b_ndim >= 2 else "j")
+    out = letters + ("i" if a_ndim >= 2 else "") + ("k" if b_ndim >= 2 else "")
+    return f"{a},{b}->{out}"
