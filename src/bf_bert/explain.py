@@ -18,6 +18,8 @@ from .explanation import (ATTENTION_BRANCHES, MLP_BRANCHES, Explanation, Hop, La
                           TokenAttribution)
 
 QUANTITIES = ("logit", "log_prob")
+# max_grad (operation-granular, as the original) credits branches; max_path gives the exact top path
+VALUES = ("grad", "abs_val_grad", "entropy", "max_grad", "max_path")
 # consumer module path, relative to its layer → the branch it is
 _BRANCH_OF = {"attention.self.query": "query", "attention.self.key": "key", "attention.self.value": "value",
               "attention.output": "skip", "intermediate.dense": "mlp", "output": "skip"}
@@ -55,15 +57,18 @@ def run(model, input_ids, attention_mask, token_type_ids, position, target_id, c
     """
     table = model.get_input_embeddings().weight.val
     embeddings = bf.Node(jnp.take(table, jnp.asarray(input_ids), axis=0), name="inputs_embeds")
-    out = model(inputs_embeds=embeddings, attention_mask=attention_mask, token_type_ids=token_type_ids,
-                output_hidden_states=True)
-    scores = out.logits[jnp.zeros((), jnp.int32), jnp.asarray(position)]
+    with model.as_root():  # the head runs at the mask only: other positions' logits never reach q
+        out = model.bert(inputs_embeds=embeddings, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                         output_hidden_states=True)
+        at_mask = out.last_hidden_state[jnp.zeros((1,), jnp.int32), jnp.asarray(position)[None]]
+        scores = model.cls(at_mask)[0]
     if quantity == "log_prob":
         scores = F.log_softmax(scores, axis=-1)
     value = scores[jnp.asarray(target_id)]
     if contrast_id is not None:
         value = value - scores[jnp.asarray(contrast_id)]
-    value.backprop(inputs=[embeddings])  # weights are constants here: no kernel runs for them
+    # weights are constants here: no kernel runs for them
+    value.backprop(values_to_compute=VALUES, inputs=[embeddings])
     return value, embeddings, out.hidden_states
 
 
@@ -75,7 +80,8 @@ def analyse(model, value, embeddings, hidden_states):
     result = {"value": value.val, "grad_norm": jnp.linalg.norm(grad, axis=-1),
               "grad_x_input": (grad * embeddings.val[0]).sum(-1), "abs_grad": a.sum(-1),
               "entropy": _entropy(a.sum(-1), h.sum(-1)),
-              "max_grad": embeddings.max_grad_of_output_wrt_node[0][0].max(-1)}
+              "max_grad": embeddings.max_grad_of_output_wrt_node[0][0].max(-1),
+              "top_path": embeddings.max_path_of_output_wrt_node[0][0].max(-1)}
     last = _last_node_per_module(value)
     per_layer = []
     for layer in range(model.config.num_hidden_layers):
@@ -135,7 +141,7 @@ def _entropy(a, h):
 
 def _top_path(embeddings):
     """(Hops listed output first, the raw walk from the embedding unit whose top path is largest)."""
-    hi = np.asarray(embeddings.max_grad_of_output_wrt_node[0])
+    hi = np.asarray(embeddings.max_path_of_output_wrt_node[0])
     start = np.unravel_index(int(np.argmax(hi)), hi.shape)
     walk = bf.top_path(embeddings, start)
     return [Hop(module_path=h.node.module_path, op=h.node.op.name if h.node.op else "inputs_embeds",

@@ -21,7 +21,8 @@ class TokenAttribution:
     grad_x_input: np.ndarray     # (S,) ∂q/∂e_t · e_t
     abs_grad: np.ndarray         # (S,) Σ_units abs_val_grad: gradient mass over all paths (saliency)
     entropy: np.ndarray          # (S,) Shannon entropy of the paths from e_t to the quantity
-    max_grad: np.ndarray         # (S,) the top path value from the token (max over its units)
+    max_grad: np.ndarray         # (S,) operation-granular max-product (as the original), max over units
+    top_path: np.ndarray         # (S,) the exact top path value from the token: max over its units and paths
 
 
 @dataclass
@@ -107,6 +108,7 @@ class Explanation:
                         "bucket": layer.buckets[pos][branch], "oplus": layer.oplus[pos] == branch,
                         "bucket_sum": layer.bucket_sum[pos] == branch,
                         "token_saliency": float(t.abs_grad[pos]), "token_entropy": float(t.entropy[pos]),
+                        "token_top_path": float(t.top_path[pos]),
                     })
         return rows
 
@@ -120,10 +122,10 @@ class Explanation:
         t = self.tokens_attribution
         quantity = f"{self.quantity}({self.target})" + (f" − {self.quantity}({self.contrast})" if self.contrast else "")
         lines = [f"{quantity} at position {self.mask_position} = {self.value:.4f}", "",
-                 f"{'token':>14} {'grad·x':>10} {'|grad|':>10} {'abs-grad':>11} {'entropy':>8} {'max':>10}"]
+                 f"{'token':>14} {'grad·x':>10} {'|grad|':>10} {'abs-grad':>11} {'entropy':>8} {'top path':>10}"]
         for pos, token in enumerate(self.tokens):
             lines.append(f"{token:>14} {t.grad_x_input[pos]:>10.4f} {t.grad_norm[pos]:>10.4f} "
-                         f"{t.abs_grad[pos]:>11.3e} {t.entropy[pos]:>8.3f} {t.max_grad[pos]:>10.3e}")
+                         f"{t.abs_grad[pos]:>11.3e} {t.entropy[pos]:>8.3f} {t.top_path[pos]:>10.3e}")
         lines += ["", f"{'layer':>5} {'query':>7} {'key':>7} {'value':>7} {'skip':>7} | {'mlp':>7} {'skip':>7} "
                   f"| top path enters at"]
         for layer in self.layers:

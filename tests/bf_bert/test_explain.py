@@ -7,8 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from bf_bert.explain import explain
+import brunoflow as bf
+from bf_bert.explain import explain, run
 from transformers import AutoTokenizer, BertConfig, BertForMaskedLM, BFBertForMaskedLM
+
+from ..brunoflow._check import edge_weights
 
 TEXT = "The keys to the cabinet [MASK] on the table."
 
@@ -74,6 +77,32 @@ def test_top_path_runs_from_the_output_to_an_input_embedding_through_consecutive
     assert hops[0].module_path == "" and hops[-1].op == "inputs_embeds"
     layers_seen = {h.module_path.split(".")[3] for h in hops if h.module_path.startswith("bert.encoder.layer.")}
     assert layers_seen == {"0", "1"}  # the path crosses every layer
+
+
+def test_top_path_hops_are_consecutive_and_their_partials_multiply_to_the_max(checkpoint, setup):
+    tokenizer, _, folder = checkpoint
+    explanation = setup[2]
+    encoded = tokenizer(TEXT, return_tensors="np")
+    is_id, are_id = tokenizer.convert_tokens_to_ids(["is", "are"])
+    with jax.enable_x64(True):
+        model = BFBertForMaskedLM.from_pretrained(folder, dtype="float64")
+        value, embeddings, _ = run(model, encoded["input_ids"], encoded["attention_mask"], encoded["token_type_ids"],
+                                   explanation.mask_position, is_id, are_id, "logit")
+        top = np.asarray(embeddings.max_path_of_output_wrt_node[0])
+        walk = bf.top_path(embeddings, np.unravel_index(np.argmax(top), top.shape))
+        assert walk[0].node is embeddings and walk[-1].node is value and walk[-1].value == 1.0
+        product = 1.0
+        for prev, hop in zip(walk, walk[1:]):
+            assert any(inp is prev.node for inp in hop.node.inputs), "consecutive in the graph"
+            weights = edge_weights(hop.node, prev.node, prev.index, hop.index)
+            weight = min(weights, key=lambda w: abs(w * hop.value - prev.value))  # the slot the path used
+            assert weight * hop.value == pytest.approx(prev.value, rel=1e-9)
+            product *= weight
+    assert product == pytest.approx(top.max(), rel=1e-9)
+    assert explanation.top_path[-1].value == pytest.approx(top.max(), rel=1e-12)
+    assert explanation.tokens_attribution.top_path.max() == pytest.approx(top.max(), rel=1e-12)
+    assert [(h.module_path, h.position) for h in reversed(explanation.top_path)] == [
+        (h.node.module_path, h.index) for h in walk]
 
 
 def test_exports(setup, tmp_path):

@@ -160,6 +160,19 @@ def _check_max_path(tape, tensors, op_index):
                            for w in weights), f"{field} of {label}[{e}]: pointer to {nxt!r}[{o}] is no edge giving {v}"
 
 
+def edge_weights(consumer, source, source_index, consumer_index):
+    """∂consumer[consumer_index]/∂source[source_index], one per slot source fills (parallel
+    edges), from one forward-mode product per slot: no dense Jacobian."""
+    xs = [inp.val if isinstance(inp, bf.Node) else inp for inp in consumer.inputs]
+    tangent = jnp.zeros(source.shape, source.dtype).at[source_index].set(1)
+    weights = []
+    for slot in (k for k, inp in enumerate(consumer.inputs) if inp is source):
+        def f(t, slot=slot):
+            return consumer.op.impl(*[t if k == slot else x for k, x in enumerate(xs)], **consumer.static)
+        weights.append(float(jax.jvp(f, (source.val,), (tangent,))[1][consumer_index]))
+    return weights
+
+
 def _value_and_vjp_of_ones(fn, *xs):
     value, vjp = jax.vjp(fn, *xs)
     return value, vjp(jnp.ones_like(value))

@@ -18,7 +18,8 @@ _creation_order = itertools.count()
 # Grows when a user-defined semiring with fields of its own runs, so zero_gradients() and
 # fresh nodes know about them too.
 SEMIRING_FIELDS = ["grad", "abs_val_grad", "entropy_wrt_output",
-                   "max_grad_of_output_wrt_node", "max_neg_grad_of_output_wrt_node"]
+                   "max_grad_of_output_wrt_node", "max_neg_grad_of_output_wrt_node",
+                   "max_path_of_output_wrt_node", "min_path_of_output_wrt_node"]
 
 
 def register_semiring_fields(fields):
@@ -45,6 +46,8 @@ class Node:
         grad, abs_val_grad, entropy_wrt_output: filled by `backprop`, None before.
         max_grad_of_output_wrt_node, max_neg_grad_of_output_wrt_node: (values, parents) where
             parents[i] indexes `get_parents()` (the consumer whose path won), -1 for none.
+        max_path_of_output_wrt_node, min_path_of_output_wrt_node: (values, consumer, source),
+            the neuron-granular max/min over paths and its element back-pointers (MaxPath).
     """
 
     # numpy must defer to Node's reflected operators: otherwise `ndarray - node` treats the

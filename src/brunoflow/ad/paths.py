@@ -1,10 +1,16 @@
 """Walk the top gradient path after a max-product backprop.
 
-Back-pointers are operation-granular: they say which consumer op won for an element, not
-which of that op's output elements. To continue the walk, each hop picks the output
+After `backprop(values_to_compute=(..., "max_path"))` (neuron granularity) the walk only
+reads back-pointers: each names the consumer, its output element and the track (max or
+min) the path continues on, so the hops' values multiply out exactly: hop.value = w ·
+next_hop.value for the edge's partial w, and the first hop's value is the max over paths.
+
+With only the operation-granular "max_grad", back-pointers say which consumer op won for
+an element, not which of that op's output elements. Each hop then picks the output
 element o with the largest single-edge contribution J[o, e]·(hi or lo)[o], where the
 Jacobian column J[:, e] comes from one forward-mode product (jax.jvp) with a one-hot
-tangent: exact for every primitive, and no dense Jacobian is ever built.
+tangent: exact for every primitive, and no dense Jacobian is ever built; but the hops'
+product is not the reported value, as max_grad sums inside each op.
 """
 
 from typing import NamedTuple
@@ -36,12 +42,19 @@ def _jacobian_column(consumer, source, index):
     return jax.jvp(f, (source.val,), (tangent,))[1]
 
 
-def top_path(node, index, max_hops=100_000):
-    """The hops from `node[index]` to the output along the max-product back-pointers."""
-    if node.max_grad_of_output_wrt_node is None:
-        raise ValueError("top_path needs backprop(values_to_compute=(..., 'max_grad')) without "
-                         "save_leaf_grads_only (or with the path's nodes retained)")
+def top_path(node, index, max_hops=100_000, track="max"):
+    """The hops from `node[index]` to the output along the max-product back-pointers.
+
+    Follows the neuron-granular "max_path" pointers when that semiring ran (exact;
+    `track="min"` walks the most negative path instead), else the operation-granular
+    "max_grad" ones (see the module docstring).
+    """
     index = tuple(int(i) for i in np.atleast_1d(index)) if node.shape else ()
+    if node.max_path_of_output_wrt_node is not None:
+        return _walk_max_path(node, index, max_hops, track)
+    if node.max_grad_of_output_wrt_node is None:
+        raise ValueError("top_path needs backprop(values_to_compute=(..., 'max_path')) (or 'max_grad') "
+                         "without save_leaf_grads_only (or with the path's nodes retained)")
     hops = []
     for _ in range(max_hops):
         hi, hi_from = node.max_grad_of_output_wrt_node
@@ -63,3 +76,39 @@ def top_path(node, index, max_hops=100_000):
         index = tuple(int(i) for i in np.unravel_index(int(jnp.argmax(score)), score.shape))
         node = consumer
     raise RuntimeError(f"top_path did not reach the output within {max_hops} hops")
+
+
+_TRACKS = ("max_path_of_output_wrt_node", "min_path_of_output_wrt_node")
+
+
+def _walk_max_path(node, index, max_hops, track):
+    if track not in ("max", "min"):
+        raise ValueError(f"track must be 'max' or 'min', not {track!r}")
+    on_min = track == "min"
+    hops = []
+    for _ in range(max_hops):
+        value, consumer, source = _stored(node, on_min, index)
+        hops.append(Hop(node, index, value))
+        nxt, code = consumer, source
+        if nxt == -1:
+            return hops
+        if nxt == -2:
+            raise ValueError(f"{node!r}{list(index)} has no path to the output (its Jacobian entries on every "
+                             "route are 0, or it does not feed the output)")
+        following = node._consumers[nxt]()
+        if following is None:
+            raise ValueError("the top path's next node was freed: keep a reference to the output "
+                             "(or the model outputs) while walking paths")
+        node, on_min = following, bool(code % 2)
+        index = tuple(int(i) for i in np.unravel_index(code // 2, node.shape)) if node.shape else ()
+    raise RuntimeError(f"top_path did not reach the output within {max_hops} hops")
+
+
+def _stored(node, on_min, index):
+    """(value, consumer, source) of one element, read on the device: nodes can be large."""
+    stored = getattr(node, _TRACKS[on_min])
+    if stored is None:
+        raise ValueError(f"the path leaves the retained nodes at {node!r}: retain it or backprop "
+                         "without save_leaf_grads_only")
+    value, consumer, source = stored
+    return float(value[index]), int(consumer[index]), int(source[index])

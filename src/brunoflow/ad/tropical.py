@@ -15,6 +15,8 @@ getitem, concat, ...) by a segment max over the outputs that copy one input elem
 spreads (sums, reduce_max) by gathering the one output each input element feeds.
 """
 
+import math
+
 import jax
 import jax.numpy as jnp
 
@@ -70,17 +72,55 @@ def _arg_reduce(values, codes, axes, pick):
     return (jnp.take_along_axis(values, at, -1)[..., 0], jnp.take_along_axis(codes, at, -1)[..., 0])
 
 
+# Past this many elements the broadcast space is walked one reduced index at a time with
+# elementwise running max/argmax (a lax.scan): 4-10x faster than XLA's argmax reduction on
+# CPU, and the space (e.g. tokens x hidden x vocabulary for the decoder) is never built.
+_SCAN_ABOVE = 1 << 20
+
+
 def reduce_to(w, hi, lo, reached, code, shape):
     """Edges laid out on a broadcast space (elementwise ops, contractions): reduce the
     candidates down to the input's `shape` (the transpose of broadcasting, under max)."""
-    full = jnp.broadcast_shapes(jnp.shape(w), jnp.shape(hi), jnp.shape(code))
-    best, best_code, worst, worst_code = (jnp.broadcast_to(a, full) for a in _candidates(w, hi, lo, reached, code))
+    arrays = (w, hi, lo, reached, code)
+    full = jnp.broadcast_shapes(*(jnp.shape(a) for a in arrays))
     extra = len(full) - len(shape)
     axes = tuple(range(extra)) + tuple(extra + i for i, n in enumerate(shape) if n == 1 and full[extra + i] != 1)
-    best, best_code = _arg_reduce(best, best_code, axes, jnp.argmax)
-    worst, worst_code = _arg_reduce(worst, worst_code, axes, jnp.argmin)
+    if axes and math.prod(full) > _SCAN_ABOVE:
+        best, best_code, worst, worst_code = _scan_reduce(arrays, full, axes)
+    else:
+        best, best_code, worst, worst_code = (jnp.broadcast_to(a, full) for a in _candidates(*arrays))
+        best, best_code = _arg_reduce(best, best_code, axes, jnp.argmax)
+        worst, worst_code = _arg_reduce(worst, worst_code, axes, jnp.argmin)
     return _finish(best.reshape(shape), best_code.reshape(shape), worst.reshape(shape),
                    worst_code.reshape(shape), hi.dtype)
+
+
+def _scan_reduce(arrays, full, axes):
+    """Running max/min over the reduced axes (flattened, in order, so ties keep the first)."""
+    kept = [a for a in range(len(full)) if a not in axes]
+    kept_shape = tuple(full[a] for a in kept)
+    steps = math.prod(full[a] for a in axes)
+    fixed, scanned = {}, {}
+    for k, a in enumerate(arrays):
+        a = jnp.reshape(a, (1,) * (len(full) - jnp.ndim(a)) + jnp.shape(a))
+        if all(a.shape[i] == 1 for i in axes):
+            fixed[k] = a.reshape(tuple(a.shape[i] for i in kept))
+        else:
+            a = jnp.broadcast_to(a, tuple(full[i] if i in axes else a.shape[i] for i in range(len(full))))
+            scanned[k] = jnp.transpose(a, list(axes) + kept).reshape((steps,) + tuple(a.shape[i] for i in kept))
+
+    def step(carry, sliced):
+        parts = [sliced[k] if k in sliced else fixed[k] for k in range(len(arrays))]
+        best, best_code, worst, worst_code = (jnp.broadcast_to(c, kept_shape) for c in _candidates(*parts))
+        top, top_code, bottom, bottom_code = carry
+        up, down = best > top, worst < bottom
+        return (jnp.where(up, best, top), jnp.where(up, best_code, top_code),
+                jnp.where(down, worst, bottom), jnp.where(down, worst_code, bottom_code)), None
+
+    dtype = jnp.result_type(arrays[0], arrays[1])
+    start = (jnp.full(kept_shape, -jnp.inf, dtype), jnp.full(kept_shape, NO_SOURCE, jnp.int32),
+             jnp.full(kept_shape, jnp.inf, dtype), jnp.full(kept_shape, NO_SOURCE, jnp.int32))
+    return jax.lax.scan(step, start, scanned)[0]
 
 
 def elementwise(partial, state, shape):

@@ -81,20 +81,27 @@ class Network:
 
     def __call__(self, *args, **kwargs):
         module, caller_path = current_scope()
-        if module is None:  # a root call: (re)assign paths so they are relative to this network
-            if self._stamp != _layout[0]:
-                self.assign_module_paths()
-            _roots.append(self)
-            try:
-                with module_scope(self, ""):
-                    return self.forward(*args, **kwargs)
-            finally:
-                _roots.pop()
+        if module is None:  # a root call: paths are relative to this network
+            with self.as_root():
+                return self.forward(*args, **kwargs)
         # a network outside the running root's tree (e.g. kept in a plain list) has no path of
         # its own there: its nodes are attributed to the caller's path rather than a stale one
         path = self._path if _roots and self._root is _roots[-1] else caller_path
         with module_scope(self, path):
             return self.forward(*args, **kwargs)
+
+    @contextlib.contextmanager
+    def as_root(self):
+        """Calls of submodules inside are parts of one forward of this network: their nodes get
+        paths from it (`model.bert(...)` then `model.cls(...)` make `bert.…` and `cls.…` nodes)."""
+        if self._stamp != _layout[0]:
+            self.assign_module_paths()
+        _roots.append(self)
+        try:
+            with module_scope(self, ""):
+                yield self
+        finally:
+            _roots.pop()
 
     def assign_module_paths(self):
         """Give every submodule and parameter its dotted path from this network (a root call

@@ -1,10 +1,13 @@
 """top_path follows the max-product back-pointers from a leaf element to the output."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import brunoflow as bf
+
+from .._check import edge_weights
 
 
 def _network():
@@ -44,3 +47,38 @@ def test_top_path_needs_max_grad():
     out.backprop(values_to_compute=("grad",))
     with pytest.raises(ValueError, match="max_grad"):
         bf.top_path(x, (0, 0))
+
+
+@pytest.mark.parametrize("track", ["max", "min"])
+def test_max_path_hops_multiply_out_to_the_reported_value(track):
+    x, _, out = _network()
+    out.backprop(values_to_compute=("max_path",))
+    field = "max_path_of_output_wrt_node" if track == "max" else "min_path_of_output_wrt_node"
+    for e in np.ndindex(*x.shape):
+        hops = bf.top_path(x, e, track=track)
+        assert hops[0].node is x and hops[-1].node is out and hops[-1].value == 1.0
+        product = 1.0
+        for prev, hop in zip(hops, hops[1:]):
+            weights = edge_weights(hop.node, prev.node, prev.index, hop.index)
+            w = min(weights, key=lambda w: abs(w * hop.value - prev.value))  # the slot the path used
+            assert w != 0 and w * hop.value == pytest.approx(prev.value, rel=1e-5, abs=1e-6)
+            product *= w
+        assert product == pytest.approx(float(getattr(x, field)[0][e]), rel=1e-5)
+
+
+def test_max_path_is_at_least_the_op_granular_max_and_the_walk_needs_no_jvp(monkeypatch):
+    x, _, out = _network()
+    out.backprop(values_to_compute=("max_path", "max_grad"))
+    monkeypatch.setattr("brunoflow.ad.paths._jacobian_column", None)  # the exact walk reads pointers only
+    for e in np.ndindex(*x.shape):
+        assert bf.top_path(x, e)[0].value == pytest.approx(float(x.max_path_of_output_wrt_node[0][e]))
+
+
+def test_no_path_is_a_clear_error():
+    x = bf.Node(jnp.array([1.0, 2.0]))
+    out = (x * jnp.array([0.0, 3.0])).sum()
+    out.backprop(values_to_compute=("max_path",))
+    assert int(x.max_path_of_output_wrt_node[1][0]) == -2 and float(x.max_path_of_output_wrt_node[0][0]) == 0
+    assert bf.top_path(x, 1)[0].value == pytest.approx(3.0)
+    with pytest.raises(ValueError, match="no path"):
+        bf.top_path(x, 0)

@@ -240,3 +240,17 @@ def test_custom_log_semiring_runs_next_to_the_builtin_ones():
         assert_close(np.exp(np.asarray(leaf.log_abs_val_grad, np.float64)), tape.path_values(t)["abs"],
                      err_msg=f"exp(log_abs_val_grad) of leaf {t}")
         assert leaf.grad is not None and leaf.abs_val_grad is None
+
+
+@pytest.mark.parametrize("name", ["matmul_chain", "broadcasting", "tanh_mlp", "fan_out"])
+def test_max_path_running_scan_equals_the_direct_reduction(name, monkeypatch):
+    """Large broadcast spaces are reduced by a lax.scan; force it on these tiny graphs."""
+    from brunoflow.ad import primitive, tropical
+    primitive.clear_caches()
+    monkeypatch.setattr(tropical, "_SCAN_ABOVE", 0)
+    try:
+        shapes, program = GRAPHS[name]
+        leaves, root, ops = _build(random_inputs(shapes, "nonzero", seed=2), program)
+        check_graph(leaves, root, ops)
+    finally:
+        primitive.clear_caches()  # no kernel traced with the forced scan outlives this test
