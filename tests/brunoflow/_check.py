@@ -106,8 +106,9 @@ def check_graph(leaves, root, ops, names=None, near_tie=1e-4):
     op_index = {id(n): k for k, n in enumerate(made)}
     maxmin = tape.op_max_min()
     compared_parents = 0
+    refs = [tape.path_values(t) for t in range(len(tensors))]
     for t, node in enumerate(tensors):
-        ref, mm, label = tape.path_values(t), maxmin[t], f"tensor {t} ({node!r})"
+        ref, mm, label = refs[t], maxmin[t], f"tensor {t} ({node!r})"
         assert_close(node.grad, ref["grad"], scale=ref["abs"], err_msg=f"grad of {label}")
         assert_close(node.abs_val_grad, ref["abs"], err_msg=f"abs_val_grad of {label}")
         assert_close(node.entropy_wrt_output, ref["entropy_wrt_output"],
@@ -127,18 +128,18 @@ def check_graph(leaves, root, ops, names=None, near_tie=1e-4):
                                           err_msg=f"{field} parents of {label}")
             compared_parents += int(decided.sum())
     assert compared_parents > 0
-    _check_max_path(tape, tensors, op_index)
+    _check_max_path(tape, tensors, op_index, refs)
     return tape, tensors
 
 
-def _check_max_path(tape, tensors, op_index):
+def _check_max_path(tape, tensors, op_index, refs):
     """Neuron-granular max-product: the value is the oracle's max (min) over explicit paths,
     0 with consumer -2 where no path exists; and every back-pointer is one edge of the
     graph whose weight times the value it points at gives this value, so following the
     pointers from any element multiplies out exactly the reported max."""
     root = len(tensors) - 1
     for t, node in enumerate(tensors):
-        ref, label = tape.path_values(t), f"tensor {t} ({node!r})"
+        ref, label, parents = refs[t], f"tensor {t} ({node!r})", node.get_parents()
         for field, key in (("max_path_of_output_wrt_node", "path_max"), ("min_path_of_output_wrt_node", "path_min")):
             value, consumer, source = (np.asarray(a) for a in getattr(node, field))
             expected = np.where(np.isfinite(ref[key]), ref[key], 0.0)
@@ -151,7 +152,7 @@ def _check_max_path(tape, tensors, op_index):
                 if c == -1:
                     assert t == root and v == 1.0, f"{field} of {label}: only the output ends a path"
                     continue
-                nxt = node.get_parents()[c]
+                nxt = parents[c]
                 k, o, track = op_index[id(nxt)], s // 2, s % 2
                 nxt_value = np.asarray(getattr(nxt, ("max_path_of_output_wrt_node", "min_path_of_output_wrt_node")[track])[0]).flat[o]
                 slots = [j for j, i in enumerate(tape.ops[k][1]) if i == t]

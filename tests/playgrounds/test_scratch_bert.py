@@ -25,17 +25,20 @@ def _tiny_hf(seed=0, **overrides):
     return model
 
 
-def _compare(ours, hf, **inputs):
-    """Every position a query may attend to within 1e-5; padded positions (which no real
-    token reads, and which differ by rounding only, up to ~2e-5 on MiniLM) within 1e-4."""
+def _compare(ours, hf, tol=TOL, **inputs):
+    """Every position a query may attend to within `tol`; padded positions within 10 × `tol`.
+
+    NB: padded queries on MiniLM attend almost one-hot and both implementations drift up to
+    ~3e-5 from the float64 answer there in float32; in float64 they agree to ~1e-13 everywhere
+    (test_minilm_real_weights_match_transformers), so the looser bound hides rounding only."""
     logits, hidden_states = ours(**inputs, return_hidden_states=True)
     expected = hf(**inputs, output_hidden_states=True)
     real = inputs.get("attention_mask", torch.ones_like(inputs["input_ids"])).bool()
     assert len(hidden_states) == len(expected.hidden_states)
     for k, (a, b) in enumerate(zip(hidden_states + [logits], expected.hidden_states + (expected.logits,))):
         error = (a - b).abs().amax(-1)
-        assert error[real].max() <= TOL, f"output {k} (0: embeddings, last: logits)"
-        assert error.max() <= 10 * TOL, f"output {k} at padded positions"
+        assert error[real].max() <= tol, f"output {k} (0: embeddings, last: logits)"
+        assert error.max() <= 10 * tol, f"output {k} at padded positions"
 
 
 @pytest.mark.parametrize("padded", [False, True])
@@ -71,6 +74,15 @@ def test_minilm_real_weights_match_transformers():
                                                    padding=True, return_tensors="pt")
     with torch.no_grad():
         _compare(ours, hf, **encoded)
+        _compare(ours.double(), hf.double(), tol=1e-11, **encoded)  # padded positions within 1e-10
+
+
+def test_from_pretrained_reads_a_saved_checkpoint(tmp_path):
+    hf = _tiny_hf()
+    hf.save_pretrained(tmp_path)
+    ours = Bert.from_pretrained(tmp_path)
+    with torch.no_grad():
+        _compare(ours, hf, input_ids=torch.tensor([[3, 1, 4, 1, 5]]))
 
 
 def test_embedding_output_is_normalised_per_position():
