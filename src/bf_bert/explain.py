@@ -50,7 +50,8 @@ def check_model(model, quantity):
         raise TypeError(f"explain needs a BF masked-LM model (BFBertForMaskedLM), got {type(model).__name__}")
 
 
-def run(model, input_ids, attention_mask, token_type_ids, position, target_id, contrast_id, quantity):
+def run(model, input_ids, attention_mask, token_type_ids, position, target_id, contrast_id, quantity,
+        values=VALUES):
     """Forward + one all-semiring backprop from q; returns (q, the embeddings leaf, hidden states).
 
     Array arguments may be traced: the position and ids index through gathers, not Python ints.
@@ -68,7 +69,7 @@ def run(model, input_ids, attention_mask, token_type_ids, position, target_id, c
     if contrast_id is not None:
         value = value - scores[jnp.asarray(contrast_id)]
     # weights are constants here: no kernel runs for them
-    value.backprop(values_to_compute=VALUES, inputs=[embeddings])
+    value.backprop(values_to_compute=values, inputs=[embeddings])
     return value, embeddings, out.hidden_states
 
 
@@ -81,7 +82,8 @@ def analyse(model, value, embeddings, hidden_states):
               "grad_x_input": (grad * embeddings.val[0]).sum(-1), "abs_grad": a.sum(-1),
               "entropy": _entropy(a.sum(-1), h.sum(-1)),
               "max_grad": embeddings.max_grad_of_output_wrt_node[0][0].max(-1),
-              "top_path": embeddings.max_path_of_output_wrt_node[0][0].max(-1)}
+              "top_path": (jnp.full(a.shape[:1], jnp.nan, a.dtype) if embeddings.max_path_of_output_wrt_node is None
+                           else embeddings.max_path_of_output_wrt_node[0][0].max(-1))}
     last = _last_node_per_module(value)
     per_layer = []
     for layer in range(model.config.num_hidden_layers):

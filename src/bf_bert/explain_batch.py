@@ -11,8 +11,8 @@ import math
 import jax
 import numpy as np
 
-from .explain import (analyse, check_finite, check_model, layer_attribution, mask_position, run, token_attribution,
-                      word_id)
+from .explain import (VALUES, analyse, check_finite, check_model, layer_attribution, mask_position, run,
+                      token_attribution, word_id)
 from .explanation import Explanation, rows_to_dataframe
 
 
@@ -35,8 +35,15 @@ class ExplanationTable:
         return rows_to_dataframe(self.rows())
 
 
-def explain_batch(model, tokenizer, texts, target, contrast=None, quantity="logit", bucket=16, progress=True):
-    """Explain `target` (vs `contrast`) at the one mask of every text; returns an ExplanationTable."""
+def explain_batch(model, tokenizer, texts, target, contrast=None, quantity="logit", bucket=16, progress=True,
+                  top_path=False):
+    """Explain `target` (vs `contrast`) at the one mask of every text; returns an ExplanationTable.
+
+    The exact top path (max_path) is off by default: its max-times transposes cost more than
+    the other semirings together and most of the compile time; without it the tokens'
+    `top_path` column is NaN (not computed). Branch credit (oplus, bucket_sum) needs only
+    the operation-granular max_grad and is always there.
+    """
     check_model(model, quantity)
     if isinstance(texts, str) or not len(texts):
         raise ValueError("explain_batch needs a non-empty list of texts (use explain() for one)")
@@ -45,7 +52,8 @@ def explain_batch(model, tokenizer, texts, target, contrast=None, quantity="logi
     limit = model.config.max_position_embeddings
     encoded = [tokenizer(text, return_tensors="np")["input_ids"][0] for text in texts]
     positions = [mask_position(tokenizer, ids[None], text) for ids, text in zip(encoded, texts)]
-    program = jax.jit(functools.partial(_program, model, quantity, contrast_id is not None))
+    values = VALUES if top_path else tuple(v for v in VALUES if v != "max_path")
+    program = jax.jit(functools.partial(_program, model, quantity, contrast_id is not None, values))
     explanations = [None] * len(texts)
     order = sorted(range(len(texts)), key=lambda k: len(encoded[k]))  # bucket by bucket: each compiles once
     for k in _progress(order, progress):
@@ -68,9 +76,9 @@ def explain_batch(model, tokenizer, texts, target, contrast=None, quantity="logi
     return ExplanationTable(explanations)
 
 
-def _program(model, quantity, has_contrast, ids, mask, token_types, position, target_id, contrast_id):
+def _program(model, quantity, has_contrast, values, ids, mask, token_types, position, target_id, contrast_id):
     value, embeddings, hidden_states = run(model, ids, mask, token_types, position, target_id,
-                                           contrast_id if has_contrast else None, quantity)
+                                           contrast_id if has_contrast else None, quantity, values)
     return analyse(model, value, embeddings, hidden_states)
 
 

@@ -142,6 +142,7 @@ def test_explain_batch_matches_explain_sentence_by_sentence(checkpoint, setup):
     for name in ("grad_norm", "abs_grad", "entropy"):
         np.testing.assert_allclose(getattr(first.tokens_attribution, name),
                                    getattr(explanation.tokens_attribution, name), rtol=1e-6, err_msg=name)
+    assert np.isnan(first.tokens_attribution.top_path).all()  # exact paths are opt-in here (top_path=True)
     for ours, theirs in zip(first.layers, explanation.layers):
         assert ours.oplus == theirs.oplus and ours.bucket_sum == theirs.bucket_sum
         for b, share in theirs.attention_share.items():

@@ -11,11 +11,14 @@ def analysis(x_val, w1_val, w2_val):
     x, w1, w2 = bf.Node(x_val), bf.Node(w1_val), bf.Node(w2_val)
     hidden = bf.func.tanh(x @ w1)
     out = bf.func.log_softmax(hidden @ w2, axis=-1)[..., 0].sum()
-    out.backprop()
+    out.backprop(values_to_compute=("grad", "max_grad", "abs_val_grad", "entropy", "max_path"))
     hi, hi_from = x.max_grad_of_output_wrt_node
     lo, lo_from = x.max_neg_grad_of_output_wrt_node
+    path, path_consumer, path_source = x.max_path_of_output_wrt_node
     return dict(grad=x.grad, w1_grad=w1.grad, abs=x.abs_val_grad, entropy=x.compute_entropy().val,
-                hi=hi, hi_from=hi_from, lo=lo, lo_from=lo_from, w1_entropy=w1.entropy_wrt_output)
+                hi=hi, hi_from=hi_from, lo=lo, lo_from=lo_from, w1_entropy=w1.entropy_wrt_output,
+                path=path, path_consumer=path_consumer, path_source=path_source,
+                w1_min_path=w1.min_path_of_output_wrt_node[0])
 
 
 def _weights(seed=0):
