@@ -87,15 +87,14 @@ def _walk_max_path(node, index, max_hops, track):
     on_min = track == "min"
     hops = []
     for _ in range(max_hops):
-        value, consumer, source = _stored(node, on_min, index)
+        value, consumer, code = _stored(node, on_min, index)
         hops.append(Hop(node, index, value))
-        nxt, code = consumer, source
-        if nxt == -1:
+        if consumer == -1:
             return hops
-        if nxt == -2:
+        if consumer == -2:
             raise ValueError(f"{node!r}{list(index)} has no path to the output (its Jacobian entries on every "
                              "route are 0, or it does not feed the output)")
-        following = node._consumers[nxt]()
+        following = node._consumers[consumer]()
         if following is None:
             raise ValueError("the top path's next node was freed: keep a reference to the output "
                              "(or the model outputs) while walking paths")
