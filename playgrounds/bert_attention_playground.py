@@ -22,9 +22,9 @@ torch_model = BertModel(config).eval()
 with torch.no_grad():
     for param in torch_model.parameters():
         param.add_(0.1 * torch.randn_like(param))
-folder = tempfile.mkdtemp()
-torch_model.save_pretrained(folder)
-bf_model = BFBertModel.from_pretrained(folder)
+with tempfile.TemporaryDirectory() as folder:
+    torch_model.save_pretrained(folder)
+    bf_model = BFBertModel.from_pretrained(folder)
 bf_block = bf_model.encoder.layer[0].attention
 torch_block = torch_model.encoder.layer[0].attention
 
@@ -45,7 +45,12 @@ assert diff <= 1e-5
 # ## Backward: one position's output, all semirings
 # We explain output position 2 (a weighted sum of its features) and split what reaches the
 # block input by the consumer that carried it: the three projections, or the skip branch (the
-# residual add inside `attention.output`).
+# residual add inside `attention.output`). With the entropy semiring each consumer hands
+# back a pair (a, h): a = Σ |P| and h = Σ −|P| log|P| over its paths (P: a path's product of
+# partials), so the entropy of the paths through one branch is h/a + log a of its pooled
+# pair: low when a few paths carry that branch's mass. Expect query and skip mass only at
+# position 2 (its output reads its own query and its own residual), key and value mass at
+# every position.
 
 # %%
 weights = np.zeros(out.shape, np.float32)
@@ -64,26 +69,33 @@ for consumer, (a, h) in bf.consumer_flows(x, "entropy"):
     mass[branch] = mass.get(branch, 0.0) + np.asarray(a)
     entropy_sum[branch] = entropy_sum.get(branch, 0.0) + np.asarray(h)
 total = sum(m.sum() for m in mass.values())
-print(f"{'branch':>6} {'share':>7}   share at each input position")
+print(f"{'branch':>6} {'share':>7} {'entropy':>8}   share at each input position")
 for branch in ("query", "key", "value", "skip"):
     per_position = mass[branch][0].sum(-1) / total
-    print(f"{branch:>6} {mass[branch].sum() / total:7.1%}   {np.round(per_position, 3)}")
+    a, h = mass[branch].sum(), entropy_sum[branch].sum()
+    pooled_entropy = h / a + np.log(a)  # entropy of all paths through the branch, pooled over x
+    print(f"{branch:>6} {a / total:7.1%} {pooled_entropy:>8.3f}   {np.round(per_position, 3)}")
 assert abs(sum(m.sum() for m in mass.values()) - np.asarray(x.abs_val_grad).sum()) <= 1e-4 * total
-# the skip branch only connects position 2 to itself
-assert np.all(mass["skip"][0, [0, 1, 3, 4, 5]] == 0) and mass["skip"][0, 2].sum() > 0
+# position 2's output reads only its own query and its own residual; keys and values come from everywhere
+for branch in ("query", "skip"):
+    assert np.all(mass[branch][0, [0, 1, 3, 4, 5]] == 0) and mass[branch][0, 2].sum() > 0
+assert np.all(mass["key"][0].sum(-1) > 0) and np.all(mass["value"][0].sum(-1) > 0)
 
 # %% [markdown]
 # ## The single best path
 # `max_path` keeps, per element, the best single path to the output with back-pointers;
 # `bf.top_path` walks it. Each hop is one edge; the hops' partials multiply to the value.
+# Module paths are relative to the module we called (`output` is `attention.output`);
+# nodes made outside any module (the block input, our weighting) have none.
 
 # %%
 top = np.asarray(x.max_path_of_output_wrt_node[0])
 start = np.unravel_index(top.argmax(), top.shape)
 hops = bf.top_path(x, start)
+print(f"  {'module path':<18} {'op':<12} {'element':<14} {'value':>9}")
 for hop in hops:
     made_by = hop.node.op.name if hop.node.op else "input"
-    print(f"  {hop.module_path or '(block)':<18} {made_by:<12} {str(hop.index):<14} {hop.value:9.4f}")
+    print(f"  {hop.module_path or '(no module)':<18} {made_by:<12} {str(hop.index):<14} {hop.value:9.4f}")
 print("the top path enters through", "the skip branch" if hops[1].module_path == "output" else hops[1].module_path)
 assert hops[0].value == top.max() and hops[-1].node is scalar and hops[-1].value == 1.0
 print("attention playground: all checks passed")

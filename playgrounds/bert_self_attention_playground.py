@@ -5,6 +5,10 @@
 # every query against every key, softmaxes, and mixes the values. We check it against
 # transformers on the same weights (with a padding mask), backprop every semiring, and ask how
 # the gradient mass reaching the input splits among the three projections that read it.
+#
+# Per head h, with d = hidden_size / num_heads:
+# Q = X W_q + b_q, K = X W_k + b_k, V = X W_v + b_v (each sliced to the head's d columns),
+# probs = softmax(Q Kᵀ / √d + mask) over the keys, context = probs · V; heads are concatenated.
 
 # %%
 import tempfile
@@ -22,9 +26,9 @@ torch_model = BertModel(config).eval()
 with torch.no_grad():
     for param in torch_model.parameters():
         param.add_(0.1 * torch.randn_like(param))
-folder = tempfile.mkdtemp()
-torch_model.save_pretrained(folder)
-bf_model = BFBertModel.from_pretrained(folder)
+with tempfile.TemporaryDirectory() as folder:
+    torch_model.save_pretrained(folder)
+    bf_model = BFBertModel.from_pretrained(folder)
 bf_attention = bf_model.encoder.layer[0].attention.self
 torch_attention = torch_model.encoder.layer[0].attention.self
 
@@ -60,14 +64,31 @@ weights = np.random.default_rng(1).normal(size=context.shape).astype(np.float32)
 diff = np.abs(np.asarray(x.grad) - x_torch.grad.numpy()).max()
 print(f"grad w.r.t. the hidden states: max |Δ| vs torch autograd = {diff:.1e}")
 assert diff <= 1e-5
+for name in ("query", "key", "value"):
+    for part in ("weight", "bias"):
+        ours = getattr(getattr(bf_attention, name), part).grad
+        theirs = getattr(getattr(torch_attention, name), part).grad
+        diff = np.abs(np.asarray(ours) - theirs.numpy()).max()
+        print(f"grad of {name + '.' + part:<13}: max |Δ| vs torch autograd = {diff:.1e}")
+        assert diff <= 1e-5
 
-shares = {}
-for consumer, (mass,) in bf.consumer_flows(x, "abs_val_grad"):
+mass = {}
+for consumer, (a,) in bf.consumer_flows(x, "abs_val_grad"):
     branch = consumer.module_path.rsplit(".", 1)[-1]  # query / key / value
-    shares[branch] = shares.get(branch, 0.0) + float(mass.sum())
+    mass[branch] = mass.get(branch, 0.0) + np.asarray(a)[0].sum(-1)  # per input position
 total = float(np.asarray(x.abs_val_grad).sum())
-for branch, mass in shares.items():
-    print(f"{branch:>6}: {mass / total:6.1%} of the gradient mass reaching the input")
-assert set(shares) == {"query", "key", "value"}
-assert abs(sum(shares.values()) - total) <= 1e-4 * total  # the split adds up to the whole
+print(f"{'branch':>6} {'share':>7}   share at each input position")
+for branch, per_position in mass.items():
+    print(f"{branch:>6} {per_position.sum() / total:7.1%}   {np.round(per_position / total, 3)}")
+assert set(mass) == {"query", "key", "value"}
+assert abs(sum(m.sum() for m in mass.values()) - total) <= 1e-4 * total  # the split adds up to the whole
+
+# %% [markdown]
+# The padded positions (3 and 4) still act as *queries*: their own outputs exist and are part
+# of what we backpropagated. But as keys they get probability 0, so no gradient, and no path
+# at all, reaches them through the key or value projections.
+
+# %%
+assert np.all(mass["key"][3:] == 0) and np.all(mass["value"][3:] == 0)
+assert np.all(mass["query"][3:] > 0)
 print("self-attention playground: all checks passed")
