@@ -379,11 +379,12 @@ def time_row(step, reps):
 class Worker:
     """One framework in its own process (spawned: nothing of the parent's imports or memory)."""
 
-    def __init__(self, kind, folder, spec):
+    def __init__(self, kind, *args, serve=None):
+        """`serve(conn, kind, *args)` runs in the child (default: this script's `worker_main`)."""
         ctx = multiprocessing.get_context("spawn")
         self.kind = kind
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=worker_main, args=(child, kind, folder, spec), daemon=True)
+        self.process = ctx.Process(target=serve or worker_main, args=(child, kind, *args), daemon=True)
         self.process.start()
         child.close()
         self.info = None
