@@ -76,6 +76,10 @@ def _arg_reduce(values, codes, axes, pick):
 # elementwise running max/argmax (a lax.scan): 4-10x faster than XLA's argmax reduction on
 # CPU, and the space (e.g. tokens x hidden x vocabulary for the decoder) is never built.
 _SCAN_ABOVE = 1 << 20
+# Steps over at least this many elements are unrolled by _UNROLL: on BERT's Linear shapes
+# (128 tokens x 384/1536 units) 1.3-2.5x faster for ~0.3 s more compile. Narrow steps (the
+# decoder's 384 units, scanned over 30522 words) ran 1.3x slower unrolled.
+_UNROLL_ABOVE, _UNROLL = 1 << 14, 8
 
 
 def reduce_to(w, hi, lo, reached, code, shape):
@@ -100,6 +104,11 @@ def _scan_reduce(arrays, full, axes):
     kept = [a for a in range(len(full)) if a not in axes]
     kept_shape = tuple(full[a] for a in kept)
     steps = math.prod(full[a] for a in axes)
+    # unreached outputs become NaN once, here, instead of a mask read in every step: a NaN
+    # continuation loses every comparison below (1.3-1.5x on the Linear shapes)
+    w, hi, lo, reached, code = arrays
+    hi, lo = (jnp.where(reached, a, jnp.nan) for a in (hi, lo))
+    arrays = (w, hi, lo, True, code)
     fixed, scanned = {}, {}
     for k, a in enumerate(arrays):
         a = jnp.reshape(a, (1,) * (len(full) - jnp.ndim(a)) + jnp.shape(a))
@@ -120,7 +129,8 @@ def _scan_reduce(arrays, full, axes):
     dtype = jnp.result_type(arrays[0], arrays[1])
     start = (jnp.full(kept_shape, -jnp.inf, dtype), jnp.full(kept_shape, NO_SOURCE, jnp.int32),
              jnp.full(kept_shape, jnp.inf, dtype), jnp.full(kept_shape, NO_SOURCE, jnp.int32))
-    return jax.lax.scan(step, start, scanned)[0]
+    unroll = _UNROLL if math.prod(kept_shape) >= _UNROLL_ABOVE else 1
+    return jax.lax.scan(step, start, scanned, unroll=min(unroll, steps))[0]
 
 
 def elementwise(partial, state, shape):
