@@ -201,7 +201,10 @@ def forward_kernel(prim, arrays, static):
     fn = _forward_cache.get(key)
     if fn is None:
         stats.misses += 1
-        fn = _forward_cache[key] = jax.jit(lambda *xs: prim.impl(*xs, **static))
+        def forward(*xs):
+            return prim.impl(*xs, **static)
+
+        fn = _forward_cache[key] = jax.jit(_named(forward, f"forward_{prim.name}"))
     else:
         stats.hits += 1
     return fn
@@ -235,7 +238,13 @@ def backward_kernel(prim, static, semirings, groups, first, arrays):
             results.append(tuple(per_semiring))
         return tuple(results)
 
-    fn = _backward_cache[key] = jax.jit(kernel)
+    fn = _backward_cache[key] = jax.jit(_named(kernel, f"backward_{prim.name}"))
+    return fn
+
+
+def _named(fn, name):
+    """The op's name on its kernel: it is what jax_log_compiles and profiler traces show."""
+    fn.__name__ = fn.__qualname__ = name
     return fn
 
 
