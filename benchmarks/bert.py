@@ -94,26 +94,23 @@ def make_inputs(vocab, seq):
 # -- the pure-JAX BERT: a params dict of checkpoint names -> arrays, one function -----------------
 
 def jax_bert_logits(p, input_ids, token_type_ids, attention_mask, *, layers, heads, eps):
+    """Logits at every position: the encoder on the looked-up word vectors, then the MLM head
+    (decoder tied to the word embeddings)."""
+    table = p["bert.embeddings.word_embeddings.weight"]
+    x = jax_encoder(p, table[input_ids], token_type_ids, attention_mask, layers=layers, heads=heads, eps=eps)
+    return jax_mlm_transform(p, x, eps) @ table.T + p["cls.predictions.bias"]
+
+
+def jax_encoder(p, word_vectors, token_type_ids, attention_mask, *, layers, heads, eps):
+    """BertModel's last hidden state from the word vectors (`table[ids]` or inputs_embeds):
+    embeddings + LayerNorm, eager-style attention with the additive mask, post-LayerNorm blocks."""
     import jax
     import jax.numpy as jnp
 
-    def layer_norm(x, name):
-        mean = jnp.mean(x, -1, keepdims=True)
-        var = jnp.mean(jnp.square(x - mean), -1, keepdims=True)
-        return (x - mean) * jax.lax.rsqrt(var + eps) * p[name + ".weight"] + p[name + ".bias"]
-
-    def linear(x, name):  # torch layout: weight is (out, in)
-        return x @ p[name + ".weight"].T + p[name + ".bias"]
-
-    def gelu(x):  # exact (erf) GELU, BERT's "gelu"
-        return 0.5 * x * (1 + jax.lax.erf(x / math.sqrt(2)))
-
     emb = "bert.embeddings."
-    batch, seq = input_ids.shape
-    x = (p[emb + "word_embeddings.weight"][input_ids] + p[emb + "position_embeddings.weight"][:seq]
-         + p[emb + "token_type_embeddings.weight"][token_type_ids])
-    x = layer_norm(x, emb + "LayerNorm")
-    hidden = x.shape[-1]
+    batch, seq, hidden = word_vectors.shape
+    x = word_vectors + p[emb + "position_embeddings.weight"][:seq] + p[emb + "token_type_embeddings.weight"][token_type_ids]
+    x = _layer_norm(p, x, emb + "LayerNorm", eps)
     d = hidden // heads
     mask_bias = jnp.where(attention_mask[:, None, None, :] > 0, 0.0, jnp.finfo(x.dtype).min).astype(x.dtype)
 
@@ -122,16 +119,39 @@ def jax_bert_logits(p, input_ids, token_type_ids, attention_mask, *, layers, hea
 
     for i in range(layers):
         at = f"bert.encoder.layer.{i}.attention."
-        q, k, v = (split_heads(linear(x, at + "self." + n)) for n in ("query", "key", "value"))
+        q, k, v = (split_heads(_linear(p, x, at + "self." + n)) for n in ("query", "key", "value"))
         probs = jax.nn.softmax(q @ k.transpose(0, 1, 3, 2) / math.sqrt(d) + mask_bias, axis=-1)
         context = (probs @ v).transpose(0, 2, 1, 3).reshape(batch, seq, hidden)
-        x = layer_norm(linear(context, at + "output.dense") + x, at + "output.LayerNorm")
+        x = _layer_norm(p, _linear(p, context, at + "output.dense") + x, at + "output.LayerNorm", eps)
         ff = f"bert.encoder.layer.{i}."
-        h = gelu(linear(x, ff + "intermediate.dense"))
-        x = layer_norm(linear(h, ff + "output.dense") + x, ff + "output.LayerNorm")
-    head = "cls.predictions."
-    t = layer_norm(gelu(linear(x, head + "transform.dense")), head + "transform.LayerNorm")
-    return t @ p[emb + "word_embeddings.weight"].T + p[head + "bias"]  # decoder tied to word embeddings
+        h = _gelu(_linear(p, x, ff + "intermediate.dense"))
+        x = _layer_norm(p, _linear(p, h, ff + "output.dense") + x, ff + "output.LayerNorm", eps)
+    return x
+
+
+def jax_mlm_transform(p, x, eps):
+    """The MLM head before its decoder: dense, GELU, LayerNorm."""
+    head = "cls.predictions.transform."
+    return _layer_norm(p, _gelu(_linear(p, x, head + "dense")), head + "LayerNorm", eps)
+
+
+def _layer_norm(p, x, name, eps):
+    import jax
+    import jax.numpy as jnp
+
+    mean = jnp.mean(x, -1, keepdims=True)
+    var = jnp.mean(jnp.square(x - mean), -1, keepdims=True)
+    return (x - mean) * jax.lax.rsqrt(var + eps) * p[name + ".weight"] + p[name + ".bias"]
+
+
+def _linear(p, x, name):  # torch layout: weight is (out, in)
+    return x @ p[name + ".weight"].T + p[name + ".bias"]
+
+
+def _gelu(x):  # exact (erf) GELU, BERT's "gelu"
+    import jax
+
+    return 0.5 * x * (1 + jax.lax.erf(x / math.sqrt(2)))
 
 
 # -- workers: one process per framework, driven by the parent over a pipe -------------------------

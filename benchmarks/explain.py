@@ -15,9 +15,8 @@ the input embeddings only (no parameter gradients).
 Rows, per length:
   torch fwd+bwd                  encoder + head at the mask, `torch.autograd.grad(q, inputs_embeds)`
                                  (the reference, threads = cores as bert.py), and a 1-thread variant
-  jax value_and_grad (jit)       a functional BERT from the embeddings (`jax_q` below: bert.py's
-                                 `jax_bert_logits` starts from token ids and runs the head on every
-                                 position, so it does not fit), `jax.jit(jax.value_and_grad)`
+  jax value_and_grad (jit)       bert.py's functional encoder from the embeddings, its MLM head on the
+                                 mask row only (`jax_q` below), `jax.jit(jax.value_and_grad)`
   bf run: 4 semirings            `bf_bert.explain.run` with VALUES minus "max_path" (grad,
                                  abs_val_grad, entropy, max_grad): forward + one backprop restricted
                                  to the embeddings, blocked on the embeddings' fields
@@ -56,7 +55,7 @@ import traceback
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bert import Worker, machine_info, profile_bf, rss_mb  # noqa: E402
+from bert import Worker, jax_encoder, jax_mlm_transform, machine_info, profile_bf, rss_mb  # noqa: E402
 
 SEQS = (16, 128)
 TARGET, CONTRAST = "are", "is"
@@ -87,45 +86,13 @@ def sentence(tokenizer, seq):
 # -- the pure-JAX BERT from input embeddings, head at the mask only -------------------------------
 
 def jax_q(p, embeddings, token_type_ids, attention_mask, *, pos, target, contrast, layers, heads, eps):
-    """q = logit(target) - logit(contrast) at `pos`: BertModel from inputs_embeds (eager attention,
-    exact-erf GELU, post-LayerNorm), then the MLM head on that one row (decoder tied to the word
-    embeddings), as `bf_bert.explain.run` does."""
-    import jax
-    import jax.numpy as jnp
-
-    def layer_norm(x, name):
-        mean = jnp.mean(x, -1, keepdims=True)
-        var = jnp.mean(jnp.square(x - mean), -1, keepdims=True)
-        return (x - mean) * jax.lax.rsqrt(var + eps) * p[name + ".weight"] + p[name + ".bias"]
-
-    def linear(x, name):  # torch layout: weight is (out, in)
-        return x @ p[name + ".weight"].T + p[name + ".bias"]
-
-    def gelu(x):
-        return 0.5 * x * (1 + jax.lax.erf(x / math.sqrt(2)))
-
-    emb = "bert.embeddings."
-    batch, seq, hidden = embeddings.shape
-    x = embeddings + p[emb + "position_embeddings.weight"][:seq] + p[emb + "token_type_embeddings.weight"][token_type_ids]
-    x = layer_norm(x, emb + "LayerNorm")
-    d = hidden // heads
-    mask_bias = jnp.where(attention_mask[:, None, None, :] > 0, 0.0, jnp.finfo(x.dtype).min).astype(x.dtype)
-
-    def split_heads(t):
-        return t.reshape(batch, seq, heads, d).transpose(0, 2, 1, 3)
-
-    for i in range(layers):
-        at = f"bert.encoder.layer.{i}.attention."
-        q, k, v = (split_heads(linear(x, at + "self." + n)) for n in ("query", "key", "value"))
-        probs = jax.nn.softmax(q @ k.transpose(0, 1, 3, 2) / math.sqrt(d) + mask_bias, axis=-1)
-        context = (probs @ v).transpose(0, 2, 1, 3).reshape(batch, seq, hidden)
-        x = layer_norm(linear(context, at + "output.dense") + x, at + "output.LayerNorm")
-        ff = f"bert.encoder.layer.{i}."
-        x = layer_norm(linear(gelu(linear(x, ff + "intermediate.dense")), ff + "output.dense") + x, ff + "output.LayerNorm")
-    head = "cls.predictions."
-    t = layer_norm(gelu(linear(x[0, pos], head + "transform.dense")), head + "transform.LayerNorm")
+    """q = logit(target) - logit(contrast) at `pos`: bert.py's encoder from the input embeddings,
+    then the MLM head on that one row (decoder tied to the word embeddings), as
+    `bf_bert.explain.run` does."""
+    x = jax_encoder(p, embeddings, token_type_ids, attention_mask, layers=layers, heads=heads, eps=eps)
+    t = jax_mlm_transform(p, x[0, pos], eps)
     # W @ t, not t @ W.T: XLA's CPU GEMV with the transposed 30522 x 384 table runs ~5x slower
-    scores = p[emb + "word_embeddings.weight"] @ t + p[head + "bias"]
+    scores = p["bert.embeddings.word_embeddings.weight"] @ t + p["cls.predictions.bias"]
     return scores[target] - scores[contrast]
 
 
