@@ -9,8 +9,8 @@ prepositional phrases repeat to the length. The quantity is explain's
     q = logit("are") - logit("is")  at the mask,
 
 and every framework does explain's work: the encoder from the input embeddings, the MLM head at
-the mask position only (`run` does `model.cls` on that one row), the gradient of q with respect to
-the input embeddings only (no parameter gradients).
+the mask position only and its decoder for q's two words only (the other logits never reach q),
+the gradient of q with respect to the input embeddings only (no parameter gradients).
 
 Rows, per length:
   torch fwd+bwd                  encoder + head at the mask, `torch.autograd.grad(q, inputs_embeds)`
@@ -89,11 +89,13 @@ def jax_q(p, embeddings, token_type_ids, attention_mask, *, pos, target, contras
     """q = logit(target) - logit(contrast) at `pos`: bert.py's encoder from the input embeddings,
     then the MLM head on that one row (decoder tied to the word embeddings), as
     `bf_bert.explain.run` does."""
+    import jax.numpy as jnp
+
     x = jax_encoder(p, embeddings, token_type_ids, attention_mask, layers=layers, heads=heads, eps=eps)
     t = jax_mlm_transform(p, x[0, pos], eps)
-    # W @ t, not t @ W.T: XLA's CPU GEMV with the transposed 30522 x 384 table runs ~5x slower
-    scores = p["bert.embeddings.word_embeddings.weight"] @ t + p["cls.predictions.bias"]
-    return scores[target] - scores[contrast]
+    words = jnp.array([target, contrast])  # as explain's run: only q's two words are decoded
+    scores = p["bert.embeddings.word_embeddings.weight"][words] @ t + p["cls.predictions.bias"][words]
+    return scores[0] - scores[1]
 
 
 # -- workers -----------------------------------------------------------------------------------------
@@ -126,8 +128,11 @@ def torch_worker(spec):
     def fwd_bwd():
         embeddings = table_rows.clone().requires_grad_()
         hidden = model.bert(inputs_embeds=embeddings, attention_mask=am, token_type_ids=tt).last_hidden_state
-        scores = model.cls(hidden[0, pos])  # the head at the mask only, as explain's run
-        q = scores[target] - scores[contrast]
+        # as explain's run: the head at the mask only, decoding only q's two words
+        head = model.cls.predictions
+        words = torch.tensor([target, contrast])
+        scores = head.transform(hidden[0, pos]) @ head.decoder.weight[words].T + head.decoder.bias[words]
+        q = scores[0] - scores[1]
         (grad,) = torch.autograd.grad(q, embeddings)
         return q.detach(), grad
 

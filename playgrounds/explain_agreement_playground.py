@@ -81,8 +81,10 @@ print(f"{'block':<34} {'hops':>4}  {'element':<20} {'value':>9}")
 for name, run in itertools.groupby(hops, key=lambda hop: block(hop.module_path)):
     run = list(run)
     print(f"{name:<34} {len(run):>4}  {where(run[-1].position):<20} {run[-1].value:>9.3g}")
-logit = next(hop for hop in hops if hop.module_path == "cls.predictions.decoder").position[-1]
-print(f"the path leaves the output through the logit of {tokenizer.convert_ids_to_tokens(logit)!r}")
+# explain decodes only q's words (the other logits never reach q): the decoder's positions
+# index [target, contrast], not the vocabulary
+word = ("are", "is")[next(hop for hop in hops if hop.module_path == "cls.predictions.decoder").position[-1]]
+print(f"the path leaves the output through the logit of {word!r}")
 print(f"top path: {len(hops)} hops, from the output ({hops[0].value:.3g}) to "
       f"{tokens[hops[-1].position[1]]!r} embedding unit {hops[-1].position[2]} (value {hops[-1].value:.3g})")
 assert explanation.mask_position == tokens.index("[MASK]")

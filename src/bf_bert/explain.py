@@ -62,15 +62,28 @@ def run(model, input_ids, attention_mask, token_type_ids, position, target_id, c
         out = model.bert(inputs_embeds=embeddings, attention_mask=attention_mask, token_type_ids=token_type_ids,
                          output_hidden_states=True)
         at_mask = out.last_hidden_state[jnp.zeros((1,), jnp.int32), jnp.asarray(position)[None]]
-        scores = model.cls(at_mask)[0]
-    if quantity == "log_prob":
+        if quantity == "logit":  # the decoder's rows for q's words only: no other logit reaches q
+            predictions = model.cls.predictions
+            scores = predictions.decoder(predictions.transform(at_mask), rows=_words(target_id, contrast_id))[0]
+        else:  # log-softmax reads every logit
+            scores = model.cls(at_mask)[0]
+    if quantity == "logit":  # scores holds q's words only, in _words' order
+        target_at, contrast_at = 0, (None if contrast_id is None else 1)
+    else:
         scores = F.log_softmax(scores, axis=-1)
-    value = scores[jnp.asarray(target_id)]
-    if contrast_id is not None:
-        value = value - scores[jnp.asarray(contrast_id)]
+        target_at, contrast_at = jnp.asarray(target_id), (None if contrast_id is None else jnp.asarray(contrast_id))
+    value = scores[target_at]
+    if contrast_at is not None:
+        value = value - scores[contrast_at]
     # weights are constants here: no kernel runs for them
     value.backprop(values_to_compute=values, inputs=[embeddings])
     return value, embeddings, out.hidden_states
+
+
+def _words(target_id, contrast_id):
+    """The vocabulary rows a logit quantity reads: [target] or [target, contrast] (ids may be traced)."""
+    ids = [target_id] if contrast_id is None else [target_id, contrast_id]
+    return jnp.stack([jnp.asarray(i, jnp.int32) for i in ids])
 
 
 def analyse(model, value, embeddings, hidden_states):

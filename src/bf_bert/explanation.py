@@ -51,6 +51,10 @@ class LayerAttribution:
 
 @dataclass
 class Hop:
+    """One element of the top path: the module that made its tensor, the op, its index in that
+    tensor, and the best path value from it to the output. For a logit quantity the decoder
+    computes only q's words, so its tensors index [target, contrast], not the vocabulary."""
+
     module_path: str
     op: str
     position: tuple

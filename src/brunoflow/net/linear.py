@@ -35,13 +35,18 @@ class Linear(Network):
         self.bias = Parameter(initial_value(lambda: jax.random.uniform(b_key, b_shape, dtype, -bound, bound),
                                             b_shape, dtype)) if bias else None
 
-    def forward(self, x):
+    def forward(self, x, rows=None):
+        """rows: output features to compute (an int array, e.g. the words an analysis reads),
+        through the same weight and bias; None computes all of them."""
         shape = shape_of(x)
         if not shape or shape[-1] != self.in_features:
             raise ValueError(f"Linear expects inputs of shape (..., {self.in_features}) "
                              f"(in_features={self.in_features}), got shape {shape}")
-        out = matmul(x, transpose(self.weight))
-        return add(out, self.bias) if self.bias is not None else out
+        weight, bias = self.weight, self.bias
+        if rows is not None:
+            weight, bias = weight[rows], (bias[rows] if bias is not None else None)
+        out = matmul(x, transpose(weight))
+        return add(out, bias) if bias is not None else out
 
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"

@@ -65,6 +65,22 @@ def test_linear_rejects_a_wrong_last_dimension():
         Linear(5, 3)(np.zeros((2, 4), np.float32))
 
 
+def test_linear_rows_computes_only_those_outputs_with_the_same_paths():
+    linear = Linear(4, 6, key=0)
+    x = bf.Node(np.random.default_rng(0).normal(size=(2, 4)).astype(np.float32))
+    rows = jnp.array([5, 1])
+    chosen = linear(x, rows=rows)
+    full = linear(x)
+    np.testing.assert_allclose(chosen.val, np.asarray(full.val)[:, [5, 1]], rtol=1e-6)
+    (chosen[:, 0] - chosen[:, 1]).sum().backprop(values_to_compute=("grad", "abs_val_grad", "max_path"),
+                                                 inputs=[x])
+    by_rows = [np.asarray(v) for v in (x.grad, x.abs_val_grad, x.max_path_of_output_wrt_node[0])]
+    x.zero_gradients()
+    (full[:, 5] - full[:, 1]).sum().backprop(values_to_compute=("grad", "abs_val_grad", "max_path"), inputs=[x])
+    for got, want in zip(by_rows, (x.grad, x.abs_val_grad, x.max_path_of_output_wrt_node[0])):
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
 def test_embedding_matches_torch_and_zeroes_the_padding_row():
     torch.manual_seed(2)
     reference = torch.nn.Embedding(10, 6, padding_idx=1)
