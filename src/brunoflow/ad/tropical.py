@@ -77,9 +77,10 @@ def _arg_reduce(values, codes, axes, pick):
 # CPU, and the space (e.g. tokens x hidden x vocabulary for the decoder) is never built.
 _SCAN_ABOVE = 1 << 20
 # Steps over at least this many elements are unrolled by _UNROLL: on BERT's Linear shapes
-# (128 tokens x 384/1536 units) 1.3-2.5x faster for ~0.3 s more compile. Narrow steps (the
-# decoder's 384 units, scanned over 30522 words) ran 1.3x slower unrolled.
-_UNROLL_ABOVE, _UNROLL = 1 << 14, 8
+# (16-128 tokens x 384/1536 units) 1.3-2.5x faster for ~0.3 s more compile. At 1536 elements
+# a step it made no difference; narrow steps (the decoder's 384 units, scanned over 30522
+# words) ran 1.3x slower unrolled.
+_UNROLL_ABOVE, _UNROLL = 1 << 12, 8
 
 
 def reduce_to(w, hi, lo, reached, code, shape):
