@@ -62,16 +62,13 @@ def run(model, input_ids, attention_mask, token_type_ids, position, target_id, c
         out = model.bert(inputs_embeds=embeddings, attention_mask=attention_mask, token_type_ids=token_type_ids,
                          output_hidden_states=True)
         at_mask = out.last_hidden_state[jnp.zeros((1,), jnp.int32), jnp.asarray(position)[None]]
-        if quantity == "logit":  # the decoder's rows for q's words only: no other logit reaches q
+        if quantity == "logit":  # decode q's words only, in _words' order: no other logit reaches q
             predictions = model.cls.predictions
             scores = predictions.decoder(predictions.transform(at_mask), rows=_words(target_id, contrast_id))[0]
+            target_at, contrast_at = 0, (None if contrast_id is None else 1)
         else:  # log-softmax reads every logit
-            scores = model.cls(at_mask)[0]
-    if quantity == "logit":  # scores holds q's words only, in _words' order
-        target_at, contrast_at = 0, (None if contrast_id is None else 1)
-    else:
-        scores = F.log_softmax(scores, axis=-1)
-        target_at, contrast_at = jnp.asarray(target_id), (None if contrast_id is None else jnp.asarray(contrast_id))
+            scores = F.log_softmax(model.cls(at_mask)[0], axis=-1)
+            target_at, contrast_at = jnp.asarray(target_id), (None if contrast_id is None else jnp.asarray(contrast_id))
     value = scores[target_at]
     if contrast_at is not None:
         value = value - scores[contrast_at]

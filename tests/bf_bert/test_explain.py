@@ -59,6 +59,28 @@ def test_value_and_saliency_match_torch_autograd(setup):
     assert np.all(attribution.entropy >= 0)
 
 
+@pytest.mark.parametrize("quantity, contrast", [("log_prob", "are"), ("logit", None)])
+def test_other_quantities_match_torch_autograd(checkpoint, quantity, contrast):
+    """log_prob decodes the whole vocabulary (log-softmax reads it); a logit decodes q's words only."""
+    tokenizer, torch_model, folder = checkpoint
+    torch_model = torch_model.double().eval()
+    with jax.enable_x64(True):
+        model = BFBertForMaskedLM.from_pretrained(folder, dtype="float64")
+        explanation = explain(model, tokenizer, TEXT, target="is", contrast=contrast, quantity=quantity)
+    encoded = tokenizer(TEXT, return_tensors="pt")
+    embeds = torch_model.bert.embeddings.word_embeddings(encoded["input_ids"]).detach().requires_grad_(True)
+    logits = torch_model(inputs_embeds=embeds, attention_mask=encoded["attention_mask"],
+                         token_type_ids=encoded["token_type_ids"]).logits[0, explanation.mask_position]
+    scores = torch.log_softmax(logits, -1) if quantity == "log_prob" else logits
+    is_id, are_id = tokenizer.convert_tokens_to_ids(["is", "are"])
+    value = scores[is_id] - scores[are_id] if contrast else scores[is_id]
+    value.backward()
+    assert explanation.value == pytest.approx(float(value.detach()), abs=1e-9)
+    np.testing.assert_allclose(explanation.tokens_attribution.grad_norm, np.linalg.norm(embeds.grad[0].numpy(), axis=-1),
+                               rtol=1e-7)
+    assert explanation.top_path[-1].op == "inputs_embeds"
+
+
 def test_branch_shares_add_up_and_credit_names_real_branches(setup):
     _, _, explanation = setup
     for layer in explanation.layers:
