@@ -6,18 +6,8 @@ import numpy as np
 
 from ..ad.node import Node, Parameter
 from ..func import embedding
+from .ids import check_in_range
 from .module import Network, initial_value, make_key
-
-
-def _host_ids(ids):
-    """ids as a host numpy array for the range check, or None when they are traced."""
-    if isinstance(ids, Node):
-        ids = ids.val
-    if isinstance(ids, jax.core.Tracer):
-        return None
-    if type(ids).__module__.startswith("torch"):
-        return ids.detach().cpu().numpy()
-    return np.asarray(ids)
 
 
 class Embedding(Network):
@@ -45,13 +35,7 @@ class Embedding(Network):
         self.weight = Parameter(table)
 
     def forward(self, ids):
-        host = _host_ids(ids)
-        # checked on host: an out-of-range gather on device clamps silently instead of failing
-        if host is not None and host.size and np.issubdtype(host.dtype, np.integer):
-            lo, hi = int(host.min()), int(host.max())
-            if lo < 0 or hi >= self.num_embeddings:
-                raise ValueError(f"Embedding ids must be in [0, {self.num_embeddings - 1}] "
-                                 f"(num_embeddings={self.num_embeddings}), got ids in [{lo}, {hi}]")
+        check_in_range(ids, self.num_embeddings, "Embedding", "ids", "num_embeddings")
         return embedding(ids.val if isinstance(ids, Node) else ids, self.weight)
 
     def extra_repr(self):

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 
 from ..ad.node import Node, Parameter
 from ..ops import add, matmul, transpose
+from .ids import check_in_range
 from .module import Network, initial_value, make_key
 
 
@@ -44,6 +45,7 @@ class Linear(Network):
                              f"(in_features={self.in_features}), got shape {shape}")
         weight, bias = self.weight, self.bias
         if rows is not None:
+            check_in_range(rows, self.out_features, "Linear", "rows", "out_features")
             weight, bias = weight[rows], (bias[rows] if bias is not None else None)
         out = matmul(x, transpose(weight))
         return add(out, bias) if bias is not None else out

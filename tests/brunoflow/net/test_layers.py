@@ -81,6 +81,15 @@ def test_linear_rows_computes_only_those_outputs_with_the_same_paths():
         np.testing.assert_allclose(got, want, rtol=1e-6)
 
 
+@pytest.mark.parametrize("rows", [[7], [-1, 2]])
+def test_linear_rows_out_of_range_fail_on_host_and_leave_the_layer_usable(rows):
+    linear = Linear(4, 6, key=0)
+    x = np.ones((1, 4), np.float32)
+    with pytest.raises(ValueError, match=r"Linear rows must be in \[0, 5\] \(out_features=6\)"):
+        linear(x, rows=jnp.array(rows))
+    assert linear(x, rows=jnp.array([5])).shape == (1, 1)
+
+
 def test_embedding_matches_torch_and_zeroes_the_padding_row():
     torch.manual_seed(2)
     reference = torch.nn.Embedding(10, 6, padding_idx=1)
