@@ -197,19 +197,26 @@ def torch_worker(folder, spec):
         logit = model(**inputs).logits[0, pos, target]
         return torch.autograd.grad(logit, params)
 
-    def fwd_bwd_1thread():  # torch's OpenMP threads stall when the other core is busy (engine.py)
-        torch.set_num_threads(1)
-        try:
-            return fwd_bwd()
-        finally:
-            torch.set_num_threads(spec["threads"])
-
     def check():
         return {"logits": forward()[0].numpy(),
                 "grads": {n: grad_sample(n, g.numpy()) for n, g in zip(names, fwd_bwd())}}
 
-    steps = dict(zip(ROWS["torch"], (forward, fwd_bwd, fwd_bwd_1thread)))
+    steps = dict(zip(ROWS["torch"], (forward, fwd_bwd, one_thread(fwd_bwd, spec["threads"]))))
     return steps, check, {"torch_threads": torch.get_num_threads()}
+
+
+def one_thread(step, threads):
+    """step on one torch thread, then back to `threads`: on a busy 2-core box torch's OpenMP
+    threads stall each other (engine.py), so the benchmarks time both."""
+    import torch
+
+    def call():
+        torch.set_num_threads(1)
+        try:
+            return step()
+        finally:
+            torch.set_num_threads(threads)
+    return call
 
 
 def jax_worker(folder, spec):

@@ -55,7 +55,7 @@ import traceback
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bert import Worker, jax_encoder, jax_mlm_transform, machine_info, profile_bf, rss_mb  # noqa: E402
+from bert import Worker, jax_encoder, jax_mlm_transform, machine_info, one_thread, profile_bf, rss_mb  # noqa: E402
 
 SEQS = (16, 128)
 TARGET, CONTRAST = "are", "is"
@@ -136,18 +136,11 @@ def torch_worker(spec):
         (grad,) = torch.autograd.grad(q, embeddings)
         return q.detach(), grad
 
-    def fwd_bwd_1thread():  # on a busy 2-core box torch's OpenMP threads stall (README, engine.py)
-        torch.set_num_threads(1)
-        try:
-            return fwd_bwd()
-        finally:
-            torch.set_num_threads(spec["threads"])
-
     def check():
         q, grad = fwd_bwd()
         return {"q": float(q), "grad": grad[0].numpy()}
 
-    return dict(zip(ROWS["torch"], (fwd_bwd, fwd_bwd_1thread))), check, {"torch_threads": torch.get_num_threads()}
+    return dict(zip(ROWS["torch"], (fwd_bwd, one_thread(fwd_bwd, spec["threads"])))), check, {"torch_threads": torch.get_num_threads()}
 
 
 def jax_worker(spec):
