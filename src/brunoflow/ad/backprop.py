@@ -12,7 +12,7 @@ import jax.numpy as jnp
 
 from .node import Node, register_semiring_fields
 from .primitive import backward_kernel
-from .semirings import resolve
+from .semirings import BY_NAME, resolve
 
 
 def ancestors(root):
@@ -49,19 +49,48 @@ def _stored_state(node, semiring):
     return None if any(v is None for v in values) else semiring.from_fields(values)
 
 
-def _store(node, semirings, states):
+def _store(node, semirings, states, stale):
     for semiring, state in zip(semirings, states):
         for field, value in zip(semiring.fields, semiring.to_fields(state)):
             setattr(node, field, value)
+    for field in stale:
+        setattr(node, field, None)
 
 
-def _initial_state(node, semirings):
-    """What earlier backprops left on a leaf (so this one ⊕-accumulates into it, like torch's
-    .grad), or None. Non-leaf values are recomputed by every sweep, never accumulated."""
+def _stale_fields(semirings):
+    """Fields that another semiring stores beside ones this sweep writes (entropy_wrt_output
+    beside abs_val_grad, after an AbsGrad-only sweep): they would describe other backprops
+    than their partners, so compute_entropy() would mix the two. The sweep clears them."""
+    written = {f for s in semirings for f in s.fields}
+    stale = set()
+    for other in BY_NAME.values():
+        if written & set(other.fields):
+            stale |= set(other.fields) - written
+    return tuple(sorted(stale))
+
+
+def _initial_states(node, semirings):
+    """Per semiring, what earlier backprops left on a leaf (so this sweep ⊕-accumulates into
+    it, like torch's .grad), or None. Non-leaf values are recomputed by every sweep."""
     if node.op is not None:
-        return None
-    stored = [_stored_state(node, s) for s in semirings]
-    return None if any(s is None for s in stored) else tuple(stored)
+        return tuple(None for _ in semirings)
+    return tuple(_stored_state(node, s) for s in semirings)
+
+
+def _check_accumulable(nodes, semirings):
+    """A leaf whose stored fields cover part of a semiring's state (abs_val_grad from an
+    AbsGrad sweep, no entropy yet) cannot be ⊕-accumulated: the missing part's history is
+    lost. Raised before any kernel runs, so nothing is half-written."""
+    for node in nodes:
+        if node.op is not None:
+            continue
+        for semiring in semirings:
+            stored = [f for f in semiring.fields if getattr(node, f, None) is not None]
+            if stored and len(stored) < len(semiring.fields):
+                missing = [f for f in semiring.fields if f not in stored]
+                raise ValueError(f"{node!r} holds {stored} from an earlier backprop but not {missing}, so "
+                                 f"{semiring!r} cannot accumulate onto it; call zero_gradients() first "
+                                 "(or ask for the same values in every backprop)")
 
 
 def backprop(root, values_to_compute, save_leaf_grads_only=False, retain=None, inputs=None):
@@ -83,15 +112,17 @@ def backprop(root, values_to_compute, save_leaf_grads_only=False, retain=None, i
 
     if track_parents:
         _register_consumers(order, wanted)
-    states = {id(root): tuple(tuple(s.seed(root.val)) for s in semirings)}
+    _check_accumulable(order, semirings)
+    stale = _stale_fields(semirings)
+    states = {id(root): _seed(root, semirings)}
     for node in order:
         if node.op is None:
             continue
         up = states[id(node)]
         distinct, groups = _distinct_inputs(node.inputs, node.op.differentiable, wanted)
         if distinct:
-            acc = [states.get(id(u)) or _initial_state(u, semirings) for u in distinct]
-            first = tuple(a is None for a in acc)
+            acc = [states.get(id(u)) or _initial_states(u, semirings) for u in distinct]
+            first = tuple(tuple(s is None for s in a) for a in acc)
             consumer = tuple(_consumer_index(u, node) if track_parents else 0 for u in distinct)
             xs = tuple(inp.val if isinstance(inp, Node) else inp for inp in node.inputs)
             kernel = backward_kernel(node.op, node.static, semirings, groups, first, xs)
@@ -99,11 +130,19 @@ def backprop(root, values_to_compute, save_leaf_grads_only=False, retain=None, i
             for u, state in zip(distinct, new):
                 states[id(u)] = state
         if not save_leaf_grads_only or keep(node):
-            _store(node, semirings, up)
+            _store(node, semirings, up, stale)
         del states[id(node)]  # consumed: every consumer of node came before it in the sweep
     for node in order:
         if node.op is None and id(node) in states:
-            _store(node, semirings, states.pop(id(node)))
+            _store(node, semirings, states.pop(id(node)), stale)
+
+
+def _seed(root, semirings):
+    """The output's own state; a leaf output (y = x, then y.backprop()) accumulates onto what
+    earlier backprops left on it, like any leaf, as torch's x.backward() does."""
+    seeds = tuple(tuple(s.seed(root.val)) for s in semirings)
+    return tuple(seed if old is None else tuple(s.plus(old, seed))
+                 for s, seed, old in zip(semirings, seeds, _initial_states(root, semirings)))
 
 
 def _on_paths_from(inputs, order):

@@ -31,7 +31,7 @@ def consumer_flows(node, value="abs_val_grad"):
         slots = tuple(k for k, inp in enumerate(consumer.inputs)
                       if inp is node and (consumer.op.differentiable is None or k in consumer.op.differentiable))
         xs = tuple(getattr(inp, "val", inp) for inp in consumer.inputs)
-        kernel = backward_kernel(consumer.op, consumer.static, (semiring,), (slots,), (True,), xs)
+        kernel = backward_kernel(consumer.op, consumer.static, (semiring,), (slots,), ((True,),), xs)
         ((state,),) = kernel(xs, consumer.val, (tuple(semiring.from_fields(stored)),), (None,), (index,))
         flows.append((consumer, state))
     return flows

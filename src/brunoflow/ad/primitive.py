@@ -214,7 +214,7 @@ def backward_kernel(prim, static, semirings, groups, first, arrays):
     """One jitted kernel for op `prim`: pull every semiring to every distinct input and ⊕ it in.
 
     groups[d]: the slots distinct input d occupies (x*x uses x twice: its VJPs add up, as
-    parallel edges of one op). first[d]: d has no accumulated state yet, so nothing to ⊕.
+    parallel edges of one op). first[d][k]: d has no state for semiring k yet, so nothing to ⊕.
     """
     key = (prim, tuple(sorted(static.items())), semirings, groups, first, _signature(arrays))
     fn = _backward_cache.get(key)
@@ -231,8 +231,8 @@ def backward_kernel(prim, static, semirings, groups, first, arrays):
             per_semiring = []
             for k, semiring in enumerate(semirings):
                 vjp = {phi: (lambda g, phi=phi: _sum_slots(tables, slots, phi, g)) for phi in semiring.maps}
-                state = semiring.pull(vjp, up[k], consumer[d])
-                if not first[d]:
+                state = _keep_dtype(semiring.pull(vjp, up[k], consumer[d]), xs[slots[0]])
+                if not first[d][k]:
                     state = semiring.plus(acc[d][k], state)
                 per_semiring.append(tuple(state))
             results.append(tuple(per_semiring))
@@ -240,6 +240,14 @@ def backward_kernel(prim, static, semirings, groups, first, arrays):
 
     fn = _backward_cache[key] = jax.jit(_named(kernel, f"backward_{prim.name}"))
     return fn
+
+
+def _keep_dtype(state, x):
+    """Values pulled to x take x's dtype (as jax.grad's do): a float64 constant next to a
+    float32 leaf promotes the op's output, not the leaf's grad. Integer pointers stay."""
+    dtype = jnp.result_type(x)
+    return tuple(a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) and a.dtype != dtype else a
+                 for a in state)
 
 
 def _named(fn, name):

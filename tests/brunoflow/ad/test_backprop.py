@@ -192,3 +192,55 @@ def test_inputs_that_do_not_reach_the_output_are_an_error():
     x, w1, w2 = _leaves()
     with pytest.raises(ValueError, match="none of the given inputs is an ancestor"):
         _mlp(x, w1, w2).backprop(inputs=[bf.Node(jnp.ones(3))])
+
+
+# -- accumulation across backprops that ask for different values (found from outside) ---
+
+def test_each_semiring_accumulates_on_its_own_when_backprops_ask_for_different_values():
+    x = bf.Node(jnp.array([1.0, 2.0]))
+    y = (x * 3.0).sum()
+    y.backprop(("grad",))
+    y.backprop(("grad", "abs_val_grad"))
+    np.testing.assert_array_equal(x.grad, [6.0, 6.0])      # accumulated
+    np.testing.assert_array_equal(x.abs_val_grad, [3.0, 3.0])  # first time asked: fresh
+
+
+def test_a_leaf_output_accumulates_like_torch():
+    x = bf.Node(jnp.array([1.0, -2.0]))
+    x.backprop(("grad", "abs_val_grad"))
+    x.backprop(("grad", "abs_val_grad"))
+    np.testing.assert_array_equal(x.grad, [2.0, 2.0])
+    np.testing.assert_array_equal(x.abs_val_grad, [2.0, 2.0])
+
+
+def test_a_partial_stored_state_is_an_error_before_anything_is_written():
+    x = bf.Node(jnp.array([1.0, 2.0]))
+    y = (x * 3.0).sum()
+    y.backprop(("abs_val_grad",))
+    with pytest.raises(ValueError, match="entropy_wrt_output.*zero_gradients"):
+        y.backprop(("grad", "entropy"))
+    assert x.grad is None  # nothing half-written: the model stays usable
+    y.zero_gradients()
+    y.backprop(("grad", "entropy"))
+    np.testing.assert_array_equal(x.abs_val_grad, [3.0, 3.0])
+
+
+def test_entropy_is_cleared_when_a_later_sweep_updates_abs_val_grad_alone():
+    x = bf.Node(jnp.array([1.0, 2.0]))
+    y = (x * 3.0).sum()
+    y.backprop(("entropy",))
+    y.backprop(("abs_val_grad",))
+    np.testing.assert_array_equal(x.abs_val_grad, [6.0, 6.0])
+    assert x.entropy_wrt_output is None  # it described one backprop, abs_val_grad two
+    with pytest.raises(ValueError, match="compute_entropy"):
+        x.compute_entropy()
+
+
+def test_grads_keep_the_leaf_dtype_next_to_a_wider_constant():
+    with jax.enable_x64(True):
+        x = bf.Node(jnp.array([1.0, 2.0], jnp.float32))
+        (x * np.array([1.0, -2.0], np.float64)).sum().backprop()
+        for field in ("grad", "abs_val_grad", "entropy_wrt_output"):
+            assert getattr(x, field).dtype == jnp.float32, field
+        assert x.max_grad_of_output_wrt_node[0].dtype == jnp.float32
+        np.testing.assert_array_equal(x.grad, [1.0, -2.0])
