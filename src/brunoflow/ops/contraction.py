@@ -47,8 +47,39 @@ _einsum_unary = Linear("einsum", lambda x, *, subscripts: jnp.einsum(subscripts,
 
 def _letters_kept(term, needed):
     """`term` without the letters outside `needed` (and without repeats): what survives a pre-sum."""
-    ellipsis = "..." if "..." in term else ""
-    return ellipsis + "".join(dict.fromkeys(c for c in term.replace("...", "") if c in needed))
+    return "".join(dict.fromkeys(c for c in term if c in needed))
+
+
+def _spell_out_ellipsis(terms, output, shapes):
+    """Replace `...` by letters, numpy's way: its axes align from the right across operands,
+    and an operand's size-1 axis broadcasts against a longer one. The engine then sees only
+    letters, so a pre-sum and the max-times transpose treat those axes like any other: a
+    size-1 axis that broadcasts gets a letter of its own (summed out first, entries 1)."""
+    if not any("..." in t for t in terms) and "..." not in output:
+        return terms, output
+    if "..." in output and not any("..." in t for t in terms):
+        raise ValueError("einsum: '...' in the output but in no operand")
+    free = iter(c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                if c not in "".join(terms) + output)
+    ranks = [len(shape) - len(t.replace("...", "")) if "..." in t else 0 for t, shape in zip(terms, shapes)]
+    n = max(ranks)
+    shared = [next(free) for _ in range(n)]
+    sizes = [1] * n
+    for t, shape, r in zip(terms, shapes, ranks):
+        if "..." in t:
+            start = t.index("...")
+            for i, size in enumerate(shape[start:start + r]):
+                sizes[n - r + i] = max(sizes[n - r + i], size)
+    spelled = []
+    for t, shape, r in zip(terms, shapes, ranks):
+        if "..." not in t:
+            spelled.append(t)
+            continue
+        start = t.index("...")
+        own = "".join(shared[n - r + i] if size == sizes[n - r + i] else next(free)
+                      for i, size in enumerate(shape[start:start + r]))
+        spelled.append(t.replace("...", own))
+    return spelled, output.replace("...", "".join(shared))
 
 
 def einsum(subscripts, *operands):
@@ -60,18 +91,21 @@ def einsum(subscripts, *operands):
     terms = inputs.split(",")
     if len(terms) != len(operands):
         raise ValueError(f"einsum: {subscripts!r} names {len(terms)} operands but {len(operands)} were given")
-    for term, x in zip(terms, operands):
-        ndim = len(jnp.shape(x.val if isinstance(x, Node) else x))
-        if "." not in term and len(term) != ndim:
-            raise ValueError(f"einsum: term {term!r} has {len(term)} indices but its operand has shape "
-                             f"{jnp.shape(x.val if isinstance(x, Node) else x)}")
+    shapes = [tuple(jnp.shape(x.val if isinstance(x, Node) else x)) for x in operands]
+    for term, shape in zip(terms, shapes):
+        letters = len(term.replace("...", ""))
+        fits = letters <= len(shape) if "..." in term else letters == len(shape)
+        if not fits:
+            raise ValueError(f"einsum: term {term!r} has {letters} indices but its operand has shape {shape}")
+    terms, output = _spell_out_ellipsis(terms, output, shapes)
+    subscripts = ",".join(terms) + "->" + output
     if len(terms) == 1:
         return bind(_einsum_unary, operands[0], subscripts=subscripts)
     terms, operands = list(terms), list(operands)
     for k, term in enumerate(terms):
         needed = set("".join(terms[:k] + terms[k + 1:]) + output)
         kept = _letters_kept(term, needed)
-        if set(term.replace("...", "")) - needed:
+        if set(term) - needed:
             operands[k] = bind(_einsum_unary, operands[k], subscripts=f"{term}->{kept}")
             terms[k] = kept
     while len(terms) > 2:

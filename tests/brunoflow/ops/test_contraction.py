@@ -85,3 +85,38 @@ def test_matmul_abs_and_entropy_use_the_other_operand_entries():
     np.testing.assert_allclose(b.abs_val_grad, [[2.0], [0.5]])
     np.testing.assert_allclose(b.entropy_wrt_output, [[-2 * np.log(2)], [-0.5 * np.log(0.5)]], rtol=1e-6)
     np.testing.assert_allclose(a.max_neg_grad_of_output_wrt_node[0], [[1.0, 3.0]])
+
+
+def _semiring_values(fn, *values):
+    nodes = [bf.Node(np.asarray(v, np.float32)) for v in values]
+    out = fn(*nodes)
+    out.sum().backprop(("grad", "entropy", "max_grad", "max_path"))
+    return [{f: np.asarray(getattr(n, f)[0] if isinstance(getattr(n, f), tuple) else getattr(n, f))
+             for f in ("grad", "abs_val_grad", "entropy_wrt_output", "max_grad_of_output_wrt_node",
+                       "max_path_of_output_wrt_node", "min_path_of_output_wrt_node")} for n in nodes]
+
+
+@pytest.mark.parametrize("with_dots, with_letters, shapes", [
+    ("...j,j->", "bj,j->", [(2, 2), (2,)]),                 # ... summed inside one operand
+    ("...j->...", "bj->b", [(2, 3)]),                         # one operand: a spread under max_path
+    ("...ij,...jk->...ik", "bij,bjk->bik", [(2, 2, 3), (2, 3, 2)]),
+    ("i...,i...->...", "ibc,ibc->bc", [(2, 2, 3), (2, 2, 3)]),
+])
+def test_einsum_ellipsis_is_the_same_graph_as_its_letters(with_dots, with_letters, shapes):
+    rng = np.random.default_rng(1)
+    values = [rng.normal(size=s) for s in shapes]
+    dots = _semiring_values(lambda *xs: F.einsum(with_dots, *xs), *values)
+    letters = _semiring_values(lambda *xs: F.einsum(with_letters, *xs), *values)
+    for d, l in zip(dots, letters):
+        for field in d:
+            np.testing.assert_allclose(d[field], l[field], rtol=1e-6, err_msg=field)
+
+
+def test_einsum_ellipsis_broadcasts_size_one_axes_like_numpy():
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(size=(1, 2, 3)), rng.normal(size=(4, 3, 2))
+    check_contraction(lambda x, y: F.einsum("...ij,...jk->...ik", x, y),
+                      lambda x, y: jnp.einsum("...ij,...jk->...ik", x, y), None, inputs=[a, b],
+                      ops=[(lambda x: jnp.einsum("Cij->ij", x), [0]),
+                           (lambda x, y: jnp.einsum("ij,Ajk->Aik", x, y), [2, 1])],
+                      names=["einsum", "einsum"])
