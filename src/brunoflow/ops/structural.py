@@ -59,7 +59,9 @@ _reduce_sum = structural("reduce_sum", lambda x, *, axis, keepdims: jnp.sum(x, a
 
 def _mean_entry(xs, static):
     shape = jnp.shape(xs[0])
-    return 1.0 / math.prod(shape[a] for a in _axes_tuple(static["axis"], len(shape)))
+    n = math.prod(shape[a] for a in _axes_tuple(static["axis"], len(shape)))
+    # a mean over an empty axis has no input elements, so no entries: any constant will do
+    return 1.0 / n if n else 0.0
 
 
 # Every entry of a mean's Jacobian is 1/n: the plain VJP is the sum's, scaled by φ(1/n).

@@ -99,3 +99,11 @@ def test_iterating_a_node_yields_its_rows_and_stops():
         signal.signal(signal.SIGALRM, previous)
     assert len(rows) == 3
     np.testing.assert_array_equal(rows[2].val, [4.0, 5.0])
+
+
+def test_mean_over_an_empty_axis_backprops_like_jax():
+    x = bf.Node(jnp.ones((0, 3)))
+    y = F.reduce_mean(x, axis=0)
+    assert np.all(np.isnan(np.asarray(y.val)))  # as jnp.mean
+    y.sum().backprop()
+    assert x.grad.shape == (0, 3) and x.abs_val_grad.shape == (0, 3)
