@@ -9,7 +9,7 @@ summed over every slot the input occupies); `plus` is ⊕ across the op's consum
 import jax.numpy as jnp
 
 from .maps import ABS, IDENTITY, NEG_XLOGX
-from .tropical import MAX_TIMES, better
+from .tropical import MAX_TIMES, better, greater, less
 
 
 class Semiring:
@@ -164,8 +164,8 @@ class MaxPath(Semiring):
                 jnp.where(lo_source >= 0, consumer, self.NO_PATH), hi_source, lo_source)
 
     def plus(self, x, y):
-        take_hi = better(y[0], y[2], x[0], x[2], jnp.greater)
-        take_lo = better(y[1], y[3], x[1], x[3], jnp.less)
+        take_hi = better(y[0], y[2], x[0], x[2], greater)
+        take_lo = better(y[1], y[3], x[1], x[3], less)
         return (jnp.where(take_hi, y[0], x[0]), jnp.where(take_lo, y[1], x[1]),
                 jnp.where(take_hi, y[2], x[2]), jnp.where(take_lo, y[3], x[3]),
                 jnp.where(take_hi, y[4], x[4]), jnp.where(take_lo, y[5], x[5]))

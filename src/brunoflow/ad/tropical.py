@@ -39,37 +39,60 @@ class MaxTimes:
 MAX_TIMES = MaxTimes()
 
 
-def _candidates(w, hi, lo, reached, code):
-    """Per edge (aligned, broadcastable arrays): its best and worst continuation and their codes."""
-    edge = (w != 0) & reached
+def greater(a, b):
+    """a beats b for the max: larger, or NaN against a number (a NaN path makes the max NaN,
+    as numpy's max does: an undefined path is shown, never skipped)."""
+    return (a > b) | (jnp.isnan(a) & ~jnp.isnan(b))
+
+
+def less(a, b):
+    """a beats b for the min (NaN wins here too)."""
+    return (a < b) | (jnp.isnan(a) & ~jnp.isnan(b))
+
+
+def _same(a, b):
+    return (a == b) | (jnp.isnan(a) & jnp.isnan(b))
+
+
+def better(value, code, other, other_code, beats):
+    """value (with code) wins over other: it exists and the other does not, or it beats it,
+    or ties it with the lower code. Existence is the code (>= 0), never the value: a path
+    can be worth ±inf or NaN and still be the answer."""
+    exists, other_exists = code >= 0, other_code >= 0
+    return exists & (~other_exists | beats(value, other) | (_same(value, other) & (code < other_code)))
+
+
+def _candidates(w, hi, lo, code):
+    """Per edge (aligned, broadcastable arrays): its best and worst continuation and their
+    codes; NO_SOURCE where there is no edge (w = 0, or code < 0: an unreached output)."""
+    edge = (w != 0) & (code >= 0)
     positive = w > 0
     via_hi, via_lo = w * hi, w * lo
     best = jnp.where(edge, jnp.where(positive, via_hi, via_lo), -jnp.inf)
     worst = jnp.where(edge, jnp.where(positive, via_lo, via_hi), jnp.inf)
-    best_code = 2 * code + jnp.where(positive, 0, 1)
-    worst_code = 2 * code + jnp.where(positive, 1, 0)
+    best_code = jnp.where(edge, 2 * code + jnp.where(positive, 0, 1), NO_SOURCE)
+    worst_code = jnp.where(edge, 2 * code + jnp.where(positive, 1, 0), NO_SOURCE)
     return best, best_code, worst, worst_code
 
 
 def _finish(best, best_code, worst, worst_code, dtype):
-    """-inf/+inf (no edge) → value 0 and no source."""
-    found = best > -jnp.inf
+    """No edge → value 0 (and code NO_SOURCE, already)."""
+    found = best_code >= 0
     return (jnp.where(found, best, 0).astype(dtype), jnp.where(found, worst, 0).astype(dtype),
-            jnp.where(found, best_code, NO_SOURCE).astype(jnp.int32),
-            jnp.where(found, worst_code, NO_SOURCE).astype(jnp.int32))
+            best_code.astype(jnp.int32), worst_code.astype(jnp.int32))
 
 
-def _arg_reduce(values, codes, axes, pick):
-    """max/min of values over axes (moved last and flattened), with the code at the winner."""
+def _arg_reduce(values, codes, axes, beats, empty):
+    """The winning (value, code) over axes, by `better`: one variadic XLA reduction."""
     if not axes:
         return values, codes
-    kept = [a for a in range(values.ndim) if a not in axes]
-    order = kept + list(axes)
-    flat_shape = tuple(values.shape[a] for a in kept) + (-1,)
-    values = jnp.transpose(values, order).reshape(flat_shape)
-    codes = jnp.transpose(codes, order).reshape(flat_shape)
-    at = pick(values, axis=-1)[..., None]
-    return (jnp.take_along_axis(values, at, -1)[..., 0], jnp.take_along_axis(codes, at, -1)[..., 0])
+
+    def pick(a, b):
+        take_b = better(b[0], b[1], a[0], a[1], beats)
+        return jnp.where(take_b, b[0], a[0]), jnp.where(take_b, b[1], a[1])
+
+    start = (jnp.array(empty, values.dtype), jnp.array(NO_SOURCE, codes.dtype))
+    return jax.lax.reduce((values, codes), start, pick, tuple(axes))
 
 
 # Past this many elements the broadcast space is walked one reduced index at a time with
@@ -86,7 +109,8 @@ _UNROLL_ABOVE, _UNROLL = 1 << 12, 8
 def reduce_to(w, hi, lo, reached, code, shape):
     """Edges laid out on a broadcast space (elementwise ops, contractions): reduce the
     candidates down to the input's `shape` (the transpose of broadcasting, under max)."""
-    arrays = (w, hi, lo, reached, code)
+    # an unreached output is folded into its code once, here, not read in every step
+    arrays = (w, hi, lo, jnp.where(reached, code, NO_SOURCE))
     full = jnp.broadcast_shapes(*(jnp.shape(a) for a in arrays))
     extra = len(full) - len(shape)
     axes = tuple(range(extra)) + tuple(extra + i for i, n in enumerate(shape) if n == 1 and full[extra + i] != 1)
@@ -94,8 +118,8 @@ def reduce_to(w, hi, lo, reached, code, shape):
         best, best_code, worst, worst_code = _scan_reduce(arrays, full, axes)
     else:
         best, best_code, worst, worst_code = (jnp.broadcast_to(a, full) for a in _candidates(*arrays))
-        best, best_code = _arg_reduce(best, best_code, axes, jnp.argmax)
-        worst, worst_code = _arg_reduce(worst, worst_code, axes, jnp.argmin)
+        best, best_code = _arg_reduce(best, best_code, axes, greater, -jnp.inf)
+        worst, worst_code = _arg_reduce(worst, worst_code, axes, less, jnp.inf)
     return _finish(best.reshape(shape), best_code.reshape(shape), worst.reshape(shape),
                    worst_code.reshape(shape), hi.dtype)
 
@@ -105,11 +129,6 @@ def _scan_reduce(arrays, full, axes):
     kept = [a for a in range(len(full)) if a not in axes]
     kept_shape = tuple(full[a] for a in kept)
     steps = math.prod(full[a] for a in axes)
-    # unreached outputs become NaN once, here, instead of a mask read in every step: a NaN
-    # continuation loses every comparison below (1.3-1.5x on the Linear shapes)
-    w, hi, lo, reached, code = arrays
-    hi, lo = (jnp.where(reached, a, jnp.nan) for a in (hi, lo))
-    arrays = (w, hi, lo, True, code)
     fixed, scanned = {}, {}
     for k, a in enumerate(arrays):
         a = jnp.reshape(a, (1,) * (len(full) - jnp.ndim(a)) + jnp.shape(a))
@@ -123,7 +142,9 @@ def _scan_reduce(arrays, full, axes):
         parts = [sliced[k] if k in sliced else fixed[k] for k in range(len(arrays))]
         best, best_code, worst, worst_code = (jnp.broadcast_to(c, kept_shape) for c in _candidates(*parts))
         top, top_code, bottom, bottom_code = carry
-        up, down = best > top, worst < bottom
+        # strict: an equal later candidate has a higher code, and ties go to the lower one
+        up = (best_code >= 0) & ((top_code < 0) | greater(best, top))
+        down = (worst_code >= 0) & ((bottom_code < 0) | less(worst, bottom))
         return (jnp.where(up, best, top), jnp.where(up, best_code, top_code),
                 jnp.where(down, worst, bottom), jnp.where(down, worst_code, bottom_code)), None
 
@@ -144,7 +165,7 @@ def spread(weight, destination, state):
     """Each input element feeds at most one output element, `destination` (flat, per input
     element) with Jacobian entry `weight`: gather that output's state."""
     hi, lo, reached = (a.reshape(-1)[destination] for a in state)
-    best, best_code, worst, worst_code = _candidates(weight, hi, lo, reached, destination)
+    best, best_code, worst, worst_code = _candidates(weight, hi, lo, jnp.where(reached, destination, NO_SOURCE))
     return _finish(best, best_code, worst, worst_code, state[0].dtype)
 
 
@@ -153,16 +174,25 @@ def copy(weight, source, state, size):
     flat input index + 1, 0 for none, e.g. padding). A segment max over the outputs that
     copy the same input element; the winner's code is the lowest one reaching that max."""
     hi, lo, reached = state
-    code = jnp.arange(hi.size, dtype=jnp.int32).reshape(hi.shape)
-    best, best_code, worst, worst_code = (a.reshape(-1) for a in _candidates(weight, hi, lo, reached, code))
+    code = jnp.where(reached, jnp.arange(hi.size, dtype=jnp.int32).reshape(hi.shape), NO_SOURCE)
+    best, best_code, worst, worst_code = (a.reshape(-1) for a in _candidates(weight, hi, lo, code))
     segments = source.reshape(-1)
-    top = jax.ops.segment_max(best, segments, num_segments=size + 1)
-    bottom = jax.ops.segment_min(worst, segments, num_segments=size + 1)
-    never = jnp.iinfo(jnp.int32).max
-    top_code = jax.ops.segment_min(jnp.where(best == top[segments], best_code, never), segments, num_segments=size + 1)
-    bottom_code = jax.ops.segment_min(jnp.where(worst == bottom[segments], worst_code, never), segments,
-                                      num_segments=size + 1)
+    top, top_code = _segment_best(best, best_code, segments, size + 1, jax.ops.segment_max, -jnp.inf)
+    bottom, bottom_code = _segment_best(worst, worst_code, segments, size + 1, jax.ops.segment_min, jnp.inf)
     return top[1:], top_code[1:], bottom[1:], bottom_code[1:]
+
+
+def _segment_best(values, codes, segments, n, reduce, empty):
+    """Per segment, the best existing candidate (NaN wins, as in `greater`) and its lowest code."""
+    exists = codes >= 0
+    nan = exists & jnp.isnan(values)
+    has_nan = jax.ops.segment_max(nan.astype(jnp.int32), segments, num_segments=n) > 0
+    best = reduce(jnp.where(exists & ~nan, values, empty), segments, num_segments=n)
+    best = jnp.where(has_nan, jnp.nan, best)
+    wins = exists & jnp.where(has_nan[segments], nan, values == best[segments])
+    never = jnp.iinfo(jnp.int32).max
+    code = jax.ops.segment_min(jnp.where(wins, codes, never), segments, num_segments=n)
+    return best, jnp.where(code == never, NO_SOURCE, code)
 
 
 def finish_copy(result, shape, dtype):
@@ -174,16 +204,10 @@ def merge(a, b):
     """Two slots' results for one input (parallel edges): the better one, ties to the lower code."""
     hi_a, lo_a, hi_code_a, lo_code_a = a
     hi_b, lo_b, hi_code_b, lo_code_b = b
-    take_hi = better(hi_b, hi_code_b, hi_a, hi_code_a, jnp.greater)
-    take_lo = better(lo_b, lo_code_b, lo_a, lo_code_a, jnp.less)
+    take_hi = better(hi_b, hi_code_b, hi_a, hi_code_a, greater)
+    take_lo = better(lo_b, lo_code_b, lo_a, lo_code_a, less)
     return (jnp.where(take_hi, hi_b, hi_a), jnp.where(take_lo, lo_b, lo_a),
             jnp.where(take_hi, hi_code_b, hi_code_a), jnp.where(take_lo, lo_code_b, lo_code_a))
-
-
-def better(value, code, other, other_code, beats):
-    """value (with code) wins over other: it exists and the other does not, or it beats it, or ties lower."""
-    exists, other_exists = code >= 0, other_code >= 0
-    return exists & (~other_exists | beats(value, other) | ((value == other) & (code < other_code)))
 
 
 # -- contractions: a max-times einsum over the op's full index space --------------------
@@ -208,8 +232,6 @@ def einsum(subscripts, k, xs, state):
     it, and operand k's off-diagonal elements have no edge."""
     inputs, output = subscripts.split("->")
     terms = inputs.split(",")
-    if "." in subscripts:
-        raise NotImplementedError(f"max_path through einsum {subscripts!r}: write the ellipsis out as letters")
     unique = ["".join(dict.fromkeys(t)) for t in terms]
     letters = output + "".join(dict.fromkeys(c for t in unique for c in t if c not in output))
     hi, lo, reached = (_to_space(a, output, letters) for a in state)

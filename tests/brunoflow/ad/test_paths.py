@@ -82,3 +82,34 @@ def test_no_path_is_a_clear_error():
     assert bf.top_path(x, 1)[0].value == pytest.approx(3.0)
     with pytest.raises(ValueError, match="no path"):
         bf.top_path(x, 0)
+
+
+# -- a path worth ±inf or NaN is still a path (found from outside) ------------------------
+
+@pytest.mark.parametrize("through", ["mul", "matmul", "getitem"])
+def test_max_path_reports_an_infinite_best_path_and_walks_it(through):
+    x = bf.Node(jnp.array([1.0, 3.0]))
+    weights = jnp.array([-jnp.inf, 2.0])
+    if through == "mul":
+        out = (x * weights).sum()
+    elif through == "matmul":
+        out = x @ weights
+    else:
+        out = (x[jnp.array([0, 1, 1])] * jnp.array([-jnp.inf, 2.0, 1.0])).sum()
+    out.backprop(("max_path",))
+    hi, consumer, _ = x.max_path_of_output_wrt_node
+    lo = x.min_path_of_output_wrt_node[0]
+    np.testing.assert_array_equal(hi, [-np.inf, 2.0])
+    np.testing.assert_array_equal(lo, [-np.inf, 1.0 if through == "getitem" else 2.0])
+    assert np.all(np.asarray(consumer) >= 0)
+    hops = bf.top_path(x, 0)
+    assert hops[0].value == -np.inf and hops[-1].node is out
+
+
+def test_a_nan_path_makes_the_max_nan_as_numpy_max_does():
+    x = bf.Node(jnp.array([1.0, 3.0]))
+    out = x @ jnp.array([[jnp.nan, 2.0], [1.0, 1.0]])  # x[0] reaches out[0] with NaN, out[1] with 2
+    out.sum().backprop(("max_path",))
+    hi, consumer, source = x.max_path_of_output_wrt_node
+    assert np.isnan(hi[0]) and hi[1] == 1.0
+    assert int(consumer[0]) >= 0 and int(source[0]) // 2 == 0  # the NaN edge, to out[0]
