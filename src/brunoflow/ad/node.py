@@ -113,6 +113,22 @@ class Node:
         # Without it Python iterates via __getitem__ until IndexError, one kernel per row.
         return (self[i] for i in range(len(self)))
 
+    def __array__(self, dtype=None, copy=None):
+        # Without it numpy sees __len__/__iter__ and builds an object array of Nodes, one
+        # getitem kernel per element (minutes for a logits tensor). Under jax.jit the value is
+        # a tracer, whose own __array__ raises JAX's TracerArrayConversionError.
+        # np.asarray takes `copy` from numpy 2 on; None, its default, means "copy if needed".
+        kwds = {} if copy is None else {"copy": copy}
+        return np.asarray(self.val, dtype=dtype, **kwds)
+
+    def numpy(self):
+        """The value as a writable host numpy array, as torch's Tensor.numpy().
+
+        A JAX value is immutable, so unlike torch's the array is a copy: writing to it leaves
+        the node alone. `np.asarray(node)` converts without copying where JAX allows (read-only).
+        """
+        return np.array(self.val)
+
     def __repr__(self):
         where = f", module_path={self.module_path!r}" if self.module_path else ""
         made_by = f"op={self.op.name}" if self.op is not None else "leaf"
