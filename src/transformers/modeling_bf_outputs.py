@@ -33,13 +33,15 @@ class BFBaseModelOutputWithPoolingAndCrossAttentions(BFModelOutput):
     pooler_output: Node (B, H), tanh(dense(first token)); None without a pooler.
     hidden_states: tuple of L + 1 Nodes (B, S, H): the embeddings, then each layer's output.
     attentions: tuple of L Nodes (B, N, S, S): each layer's attention probabilities.
-    cross_attentions, past_key_values: always None (BERT as an encoder).
+    cache, cross_attentions: always None (BERT as an encoder). transformers 5 calls the field
+    `cache` as its own BertModel output does; the old name `past_key_values` still reads it,
+    but setting or reading that name logs a deprecation warning.
     """
 
     last_hidden_state: Node = None
     pooler_output: Node | None = None
     hidden_states: tuple[Node, ...] | None = None
-    past_key_values: None = None
+    cache: None = None
     attentions: tuple[Node, ...] | None = None
     cross_attentions: None = None
 

@@ -6,12 +6,16 @@ LayerNorm parameter sits at its trivial init) â†’ torch `save_pretrained(tmp)` â
 seq 7), so the jitted kernels compile once for the whole file.
 """
 
+import dataclasses
+import logging
 import os
+import warnings
 
 import jax
 import numpy as np
 import pytest
 import torch
+import transformers
 
 import brunoflow as bf
 from transformers import (AutoTokenizer, BertConfig, BertForMaskedLM, BertForMultipleChoice,
@@ -192,6 +196,34 @@ def test_tuple_outputs_match_the_dataclass(tmp_path):
     assert len(as_tuple) == 2  # (loss, logits): absent fields are left out, as transformers does
     np.testing.assert_array_equal(np.asarray(as_tuple[1].val), np.asarray(as_dict.logits.val))
 
+
+
+def test_first_forward_warns_of_no_deprecated_cache_field(tmp_path):
+    # transformers 5 renamed the output field past_key_values to cache and warns, once per
+    # process, whenever the old name is set or read; the once-cache is cleared so that an
+    # earlier test cannot hide the warning. Fields and keys must stay torch's, in torch's order
+    # (without output_attentions: torch then adds an empty cross_attentions tuple, BF leaves it out).
+    torch_model, model = tester.build(BertModel, BFBertModel, tmp_path)
+    inputs = {k: v for k, v in tester.prepare_inputs().items() if k != "labels"}
+    records = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    transformers_logger = transformers.utils.logging.get_logger("transformers")
+    transformers_logger.addHandler(handler)
+    logging.Logger.warning_once.cache_clear()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out = model(**inputs, output_hidden_states=True)
+    finally:
+        transformers_logger.removeHandler(handler)
+    said = [r.getMessage() for r in records] + [str(w.message) for w in caught]
+    assert not [m for m in said if "past_key_values" in m or "cache_params" in m], said
+    with torch.no_grad():
+        expected = torch_model(**{k: torch.as_tensor(v) for k, v in inputs.items()}, output_hidden_states=True)
+    assert list(out.keys()) == list(expected.keys())
+    assert [f.name for f in dataclasses.fields(out)] == [f.name for f in dataclasses.fields(expected)]
+    assert len(out.to_tuple()) == len(expected.to_tuple())
 
 # -- gradients: the grad semiring equals torch autograd -------------------------------------
 
