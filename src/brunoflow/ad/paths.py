@@ -91,6 +91,9 @@ def _walk_max_path(node, index, max_hops, track):
         hops.append(Hop(node, index, value))
         if consumer == -1:
             return hops
+        if consumer == -2 and np.isnan(value):
+            raise ValueError(f"{node!r}{list(index)}: every path to the output has a NaN product (NaN, or inf "
+                             "times 0, in the forward values or partials), so there is no top path")
         if consumer == -2:
             raise ValueError(f"{node!r}{list(index)} has no path to the output (its Jacobian entries on every "
                              "route are 0, or it does not feed the output)")

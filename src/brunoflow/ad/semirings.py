@@ -9,7 +9,7 @@ summed over every slot the input occupies); `plus` is ⊕ across the op's consum
 import jax.numpy as jnp
 
 from .maps import ABS, IDENTITY, NEG_XLOGX
-from .tropical import MAX_TIMES, better, greater, less
+from .tropical import MAX_TIMES, better
 
 
 class Semiring:
@@ -145,10 +145,14 @@ class MaxPath(Semiring):
     at the output itself, -2 where no path exists; the value there is 0), and `*_source` is
     2·(flat index into that consumer) + track (1: the path continues on its min track).
     Seed (1, 1, -1, -1, -1, -1).
+
+    A path whose product is NaN (0·inf, NaN in the forward) ranks below every number, as in
+    numpy's nanmax. An element whose every path is NaN reads NaN with no pointer (-2): the
+    plain VJP of the NaN-carrying values finds it, as a sum with a NaN term is NaN.
     """
 
     fields = ("max_path_of_output_wrt_node", "min_path_of_output_wrt_node")
-    maps = (MAX_TIMES,)
+    maps = (MAX_TIMES, IDENTITY)
     tracks_parents = True
     OUTPUT, NO_PATH = -1, -2
 
@@ -159,13 +163,19 @@ class MaxPath(Semiring):
     def pull(self, vjp, up, consumer):
         hi, lo, hi_consumer, _, _, _ = up
         reached = hi_consumer != self.NO_PATH  # hi and lo range over the same paths
-        hi, lo, hi_source, lo_source = vjp[MAX_TIMES]((hi, lo, reached))
+        pulled_hi, pulled_lo, hi_source, lo_source = vjp[MAX_TIMES]((hi, lo, reached))
+        nan_edge = jnp.isnan(vjp[IDENTITY](jnp.where(reached | jnp.isnan(hi), hi, 0)))
+        only_nan = (hi_source < 0) & nan_edge
+        hi, lo = jnp.where(only_nan, jnp.nan, pulled_hi), jnp.where(only_nan, jnp.nan, pulled_lo)
         return (hi, lo, jnp.where(hi_source >= 0, consumer, self.NO_PATH),
                 jnp.where(lo_source >= 0, consumer, self.NO_PATH), hi_source, lo_source)
 
     def plus(self, x, y):
-        take_hi = better(y[0], y[2], x[0], x[2], greater)
-        take_lo = better(y[1], y[3], x[1], x[3], less)
+        take_hi = better(y[0], y[2], x[0], x[2], jnp.greater)
+        take_lo = better(y[1], y[3], x[1], x[3], jnp.less)
+        # with no path either way, an all-NaN side stays NaN (0 means no path at all)
+        nan_only = (x[2] < 0) & (y[2] < 0) & jnp.isnan(y[0])
+        take_hi, take_lo = take_hi | nan_only, take_lo | nan_only
         return (jnp.where(take_hi, y[0], x[0]), jnp.where(take_lo, y[1], x[1]),
                 jnp.where(take_hi, y[2], x[2]), jnp.where(take_lo, y[3], x[3]),
                 jnp.where(take_hi, y[4], x[4]), jnp.where(take_lo, y[5], x[5]))

@@ -9,7 +9,9 @@ reached, the best single continuation:
 
 and a source code 2·o + track naming the winner (track 1: the path goes on along o's min
 track, as a negative w swaps them); -1 where e has no edge to a reached element. Ties go to
-the lowest code. Nothing here is dense: each family reduces over exactly its edges —
+the lowest code. Existence is the code, never the value: a path worth ±inf is a path. A
+path whose product is NaN (0·inf, or NaN in the forward) is skipped, as numpy's nanmax
+skips NaN; MaxPath marks an element whose every path is NaN (see semirings.py). Nothing here is dense: each family reduces over exactly its edges —
 elementwise and contractions over broadcast axes (a max-times einsum), copies (reshape,
 getitem, concat, ...) by a segment max over the outputs that copy one input element,
 spreads (sums, reduce_max) by gathering the one output each input element feeds.
@@ -39,40 +41,23 @@ class MaxTimes:
 MAX_TIMES = MaxTimes()
 
 
-def greater(a, b):
-    """a beats b for the max: larger, or NaN against a number (a NaN path makes the max NaN,
-    as numpy's max does: an undefined path is shown, never skipped)."""
-    return (a > b) | (jnp.isnan(a) & ~jnp.isnan(b))
-
-
-def less(a, b):
-    """a beats b for the min (NaN wins here too)."""
-    return (a < b) | (jnp.isnan(a) & ~jnp.isnan(b))
-
-
-def _same(a, b):
-    return (a == b) | (jnp.isnan(a) & jnp.isnan(b))
-
-
 def better(value, code, other, other_code, beats):
     """value (with code) wins over other: it exists and the other does not, or it beats it,
-    or ties it with the lower code. Existence is the code (>= 0), never the value: a path
-    can be worth ±inf or NaN and still be the answer."""
+    or ties it with the lower code."""
     exists, other_exists = code >= 0, other_code >= 0
-    return exists & (~other_exists | beats(value, other) | (_same(value, other) & (code < other_code)))
+    return exists & (~other_exists | beats(value, other) | ((value == other) & (code < other_code)))
 
 
 def _candidates(w, hi, lo, code):
     """Per edge (aligned, broadcastable arrays): its best and worst continuation and their
-    codes; NO_SOURCE where there is no edge (w = 0, or code < 0: an unreached output)."""
-    edge = (w != 0) & (code >= 0)
+    codes; NO_SOURCE where there is no edge (w = 0, or code < 0: an unreached output) and
+    where the product is NaN."""
     positive = w > 0
     via_hi, via_lo = w * hi, w * lo
-    best = jnp.where(edge, jnp.where(positive, via_hi, via_lo), -jnp.inf)
-    worst = jnp.where(edge, jnp.where(positive, via_lo, via_hi), jnp.inf)
-    best_code = jnp.where(edge, 2 * code + jnp.where(positive, 0, 1), NO_SOURCE)
-    worst_code = jnp.where(edge, 2 * code + jnp.where(positive, 1, 0), NO_SOURCE)
-    return best, best_code, worst, worst_code
+    best, worst = jnp.where(positive, via_hi, via_lo), jnp.where(positive, via_lo, via_hi)
+    edge = (w != 0) & (code >= 0) & ~jnp.isnan(best) & ~jnp.isnan(worst)
+    return (jnp.where(edge, best, -jnp.inf), jnp.where(edge, 2 * code + jnp.where(positive, 0, 1), NO_SOURCE),
+            jnp.where(edge, worst, jnp.inf), jnp.where(edge, 2 * code + jnp.where(positive, 1, 0), NO_SOURCE))
 
 
 def _finish(best, best_code, worst, worst_code, dtype):
@@ -109,23 +94,24 @@ _UNROLL_ABOVE, _UNROLL = 1 << 12, 8
 def reduce_to(w, hi, lo, reached, code, shape):
     """Edges laid out on a broadcast space (elementwise ops, contractions): reduce the
     candidates down to the input's `shape` (the transpose of broadcasting, under max)."""
-    # an unreached output is folded into its code once, here, not read in every step
-    arrays = (w, hi, lo, jnp.where(reached, code, NO_SOURCE))
-    full = jnp.broadcast_shapes(*(jnp.shape(a) for a in arrays))
+    full = jnp.broadcast_shapes(*(jnp.shape(a) for a in (w, hi, lo, reached, code)))
     extra = len(full) - len(shape)
     axes = tuple(range(extra)) + tuple(extra + i for i, n in enumerate(shape) if n == 1 and full[extra + i] != 1)
     if axes and math.prod(full) > _SCAN_ABOVE:
-        best, best_code, worst, worst_code = _scan_reduce(arrays, full, axes)
+        unreached_nan = (jnp.where(reached, a, jnp.nan) for a in (hi, lo))
+        best, best_code, worst, worst_code = _scan_reduce((w, *unreached_nan, code), full, axes)
     else:
-        best, best_code, worst, worst_code = (jnp.broadcast_to(a, full) for a in _candidates(*arrays))
-        best, best_code = _arg_reduce(best, best_code, axes, greater, -jnp.inf)
-        worst, worst_code = _arg_reduce(worst, worst_code, axes, less, jnp.inf)
+        candidates = _candidates(w, hi, lo, jnp.where(reached, code, NO_SOURCE))
+        best, best_code, worst, worst_code = (jnp.broadcast_to(a, full) for a in candidates)
+        best, best_code = _arg_reduce(best, best_code, axes, jnp.greater, -jnp.inf)
+        worst, worst_code = _arg_reduce(worst, worst_code, axes, jnp.less, jnp.inf)
     return _finish(best.reshape(shape), best_code.reshape(shape), worst.reshape(shape),
                    worst_code.reshape(shape), hi.dtype)
 
 
 def _scan_reduce(arrays, full, axes):
-    """Running max/min over the reduced axes (flattened, in order, so ties keep the first)."""
+    """Running max/min over the reduced axes (flattened, in order, so ties keep the first).
+    Unreached outputs come as NaN hi/lo: they then lose like non-edges, with no mask read."""
     kept = [a for a in range(len(full)) if a not in axes]
     kept_shape = tuple(full[a] for a in kept)
     steps = math.prod(full[a] for a in axes)
@@ -140,17 +126,24 @@ def _scan_reduce(arrays, full, axes):
 
     def step(carry, sliced):
         parts = [sliced[k] if k in sliced else fixed[k] for k in range(len(arrays))]
-        best, best_code, worst, worst_code = (jnp.broadcast_to(c, kept_shape) for c in _candidates(*parts))
+        w, hi, lo, code = parts
+        positive = w > 0
+        via_hi, via_lo = w * hi, w * lo
+        # no edge → NaN, the one value that loses every comparison; the carry starts at NaN,
+        # so the first edge is taken whatever its value (±inf included), and `best <= top`
+        # is False only against that NaN start. Strict: ties keep the earlier, lower code.
+        nonzero = w != 0
+        best = jnp.where(nonzero, jnp.where(positive, via_hi, via_lo), jnp.nan)
+        worst = jnp.where(nonzero, jnp.where(positive, via_lo, via_hi), jnp.nan)
         top, top_code, bottom, bottom_code = carry
-        # strict: an equal later candidate has a higher code, and ties go to the lower one
-        up = (best_code >= 0) & ((top_code < 0) | greater(best, top))
-        down = (worst_code >= 0) & ((bottom_code < 0) | less(worst, bottom))
-        return (jnp.where(up, best, top), jnp.where(up, best_code, top_code),
-                jnp.where(down, worst, bottom), jnp.where(down, worst_code, bottom_code)), None
+        up = (best == best) & ~(best <= top)
+        down = (worst == worst) & ~(worst >= bottom)
+        return (jnp.where(up, best, top), jnp.where(up, 2 * code + jnp.where(positive, 0, 1), top_code),
+                jnp.where(down, worst, bottom), jnp.where(down, 2 * code + jnp.where(positive, 1, 0), bottom_code)), None
 
     dtype = jnp.result_type(arrays[0], arrays[1])
-    start = (jnp.full(kept_shape, -jnp.inf, dtype), jnp.full(kept_shape, NO_SOURCE, jnp.int32),
-             jnp.full(kept_shape, jnp.inf, dtype), jnp.full(kept_shape, NO_SOURCE, jnp.int32))
+    start = (jnp.full(kept_shape, jnp.nan, dtype), jnp.full(kept_shape, NO_SOURCE, jnp.int32),
+             jnp.full(kept_shape, jnp.nan, dtype), jnp.full(kept_shape, NO_SOURCE, jnp.int32))
     unroll = _UNROLL if math.prod(kept_shape) >= _UNROLL_ABOVE else 1
     return jax.lax.scan(step, start, scanned, unroll=min(unroll, steps))[0]
 
@@ -177,20 +170,16 @@ def copy(weight, source, state, size):
     code = jnp.where(reached, jnp.arange(hi.size, dtype=jnp.int32).reshape(hi.shape), NO_SOURCE)
     best, best_code, worst, worst_code = (a.reshape(-1) for a in _candidates(weight, hi, lo, code))
     segments = source.reshape(-1)
-    top, top_code = _segment_best(best, best_code, segments, size + 1, jax.ops.segment_max, -jnp.inf)
-    bottom, bottom_code = _segment_best(worst, worst_code, segments, size + 1, jax.ops.segment_min, jnp.inf)
+    top, top_code = _segment_best(best, best_code, segments, size + 1, jax.ops.segment_max)
+    bottom, bottom_code = _segment_best(worst, worst_code, segments, size + 1, jax.ops.segment_min)
     return top[1:], top_code[1:], bottom[1:], bottom_code[1:]
 
 
-def _segment_best(values, codes, segments, n, reduce, empty):
-    """Per segment, the best existing candidate (NaN wins, as in `greater`) and its lowest code."""
-    exists = codes >= 0
-    nan = exists & jnp.isnan(values)
-    has_nan = jax.ops.segment_max(nan.astype(jnp.int32), segments, num_segments=n) > 0
-    best = reduce(jnp.where(exists & ~nan, values, empty), segments, num_segments=n)
-    best = jnp.where(has_nan, jnp.nan, best)
-    wins = exists & jnp.where(has_nan[segments], nan, values == best[segments])
+def _segment_best(values, codes, segments, n, reduce):
+    """Per segment, the best existing candidate and its lowest code."""
+    best = reduce(values, segments, num_segments=n)
     never = jnp.iinfo(jnp.int32).max
+    wins = (codes >= 0) & (values == best[segments])
     code = jax.ops.segment_min(jnp.where(wins, codes, never), segments, num_segments=n)
     return best, jnp.where(code == never, NO_SOURCE, code)
 
@@ -204,8 +193,8 @@ def merge(a, b):
     """Two slots' results for one input (parallel edges): the better one, ties to the lower code."""
     hi_a, lo_a, hi_code_a, lo_code_a = a
     hi_b, lo_b, hi_code_b, lo_code_b = b
-    take_hi = better(hi_b, hi_code_b, hi_a, hi_code_a, greater)
-    take_lo = better(lo_b, lo_code_b, lo_a, lo_code_a, less)
+    take_hi = better(hi_b, hi_code_b, hi_a, hi_code_a, jnp.greater)
+    take_lo = better(lo_b, lo_code_b, lo_a, lo_code_a, jnp.less)
     return (jnp.where(take_hi, hi_b, hi_a), jnp.where(take_lo, lo_b, lo_a),
             jnp.where(take_hi, hi_code_b, hi_code_a), jnp.where(take_lo, lo_code_b, lo_code_a))
 

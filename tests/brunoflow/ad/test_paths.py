@@ -106,10 +106,22 @@ def test_max_path_reports_an_infinite_best_path_and_walks_it(through):
     assert hops[0].value == -np.inf and hops[-1].node is out
 
 
-def test_a_nan_path_makes_the_max_nan_as_numpy_max_does():
+def test_a_nan_path_ranks_below_every_number_as_in_nanmax():
     x = bf.Node(jnp.array([1.0, 3.0]))
     out = x @ jnp.array([[jnp.nan, 2.0], [1.0, 1.0]])  # x[0] reaches out[0] with NaN, out[1] with 2
     out.sum().backprop(("max_path",))
     hi, consumer, source = x.max_path_of_output_wrt_node
-    assert np.isnan(hi[0]) and hi[1] == 1.0
-    assert int(consumer[0]) >= 0 and int(source[0]) // 2 == 0  # the NaN edge, to out[0]
+    np.testing.assert_array_equal(hi, [2.0, 1.0])
+    assert int(source[0]) // 2 == 1  # the number, not the NaN edge
+
+
+def test_an_element_whose_every_path_is_nan_reads_nan_and_top_path_says_why():
+    x = bf.Node(jnp.array([1.0, 3.0]))
+    hidden = x * jnp.array([jnp.nan, 2.0])
+    out = bf.func.tanh(hidden).sum()  # NaN reaches the output through x[0] only
+    out.backprop(("max_path",))
+    hi, consumer, _ = x.max_path_of_output_wrt_node
+    assert np.isnan(hi[0]) and int(consumer[0]) == -2
+    assert np.isfinite(hi[1]) and int(consumer[1]) >= 0
+    with pytest.raises(ValueError, match="NaN product"):
+        bf.top_path(x, 0)
