@@ -213,6 +213,26 @@ class Network:
     def parameters(self, recurse=True):
         return (p for _, p in self.named_parameters(recurse=recurse))
 
+    @contextlib.contextmanager
+    def using_parameters(self, values):
+        """Inside, parameters() read `values` (arrays, in parameters() order) instead of their own.
+
+        How a jitted program takes the weights as arguments (torch.func.functional_call's idea):
+        traced weights keep them out of the compiled program as constants, so one compile
+        serves any checkpoint of the architecture and the on-disk cache key stays small."""
+        params = list(self.parameters())
+        values = list(values)
+        if len(values) != len(params):
+            raise ValueError(f"using_parameters: {len(values)} values for {len(params)} parameters")
+        saved = [p.val for p in params]
+        try:
+            for param, value in zip(params, values):
+                param.val = value
+            yield self
+        finally:
+            for param, value in zip(params, saved):
+                param.val = value
+
     def get_submodule(self, target):
         module = self
         for name in filter(None, target.split(".")):
