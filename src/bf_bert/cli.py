@@ -1,15 +1,18 @@
 """`bf-bert`: fill-mask and explanations from the command line.
 
-    bf-bert fill-mask "The keys to the cabinet [MASK] on the table."
+    bf-bert fill-mask "The keys to the cabinet [MASK] on the table." --targets is,are
     bf-bert explain "The keys to the cabinet [MASK] on the table." --target is --contrast are --out DIR
 
-Bad input ends with one line on stderr that names the fix and exit status 2, no traceback.
+Bad input ends with one line on stderr that names the fix and exit status 2, no traceback; what can
+be checked before the model loads (--model, --out) is. Warnings are one `bf-bert: warning:` line each.
 """
 
 import argparse
 import contextlib
 import os
 import sys
+import tempfile
+import warnings
 
 DEFAULT_MODEL_NOTE = ("default model: all-MiniLM-L6-v2 (a real pretrained encoder) with an MLM head this project "
                       "fitted on its own agreement sentences; not BERT-base")
@@ -19,48 +22,101 @@ class UsageError(Exception):
     """A mistake the user can fix; printed as one line."""
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        # argparse prints its usage block first; the fix fits on the one error line
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
 def _parser():
-    parser = argparse.ArgumentParser(prog="bf-bert", description="Masked-token prediction and semiring "
-                                     "explanations (grad, abs-grad, entropy, top gradient path) on BF BERT.")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="bf-bert", description="Masked-token prediction and semiring explanations (grad, "
+                     "abs-grad, entropy, top gradient path) on BF BERT.")
+    commands = parser.add_subparsers(dest="command", required=True, help="what to run")
     for name, help_text in (("fill-mask", "predict the [MASK] token"),
                             ("explain", "explain the logit of --target (minus --contrast) at the [MASK]")):
         sub = commands.add_parser(name, help=help_text)
-        sub.add_argument("text", nargs="+" if name == "fill-mask" else None, help="text with a [MASK] token")
-        sub.add_argument("--model", help="checkpoint folder or cached hub id (default: the embedded model)")
+        sub.add_argument("text", nargs="+" if name == "fill-mask" else None,
+                         help="text with a [MASK] token" + (" (several texts: one batch)" if name == "fill-mask"
+                                                            else ""))
+        sub.add_argument("--model", help="checkpoint folder, or a hub id already in the local Hugging Face cache "
+                         "(nothing is downloaded); default: the embedded model")
         sub.add_argument("--dtype", choices=("float32", "float64"),
                          default="float32" if name == "fill-mask" else "float64",
                          help="float64 (the explain default) keeps |grad| and entropy path sums finite")
     fill = commands.choices["fill-mask"]
-    fill.add_argument("--top-k", type=int, default=5)
-    fill.add_argument("--targets", nargs="+", help="score only these words")
+    fill.add_argument("--top-k", type=int, default=5, help="how many predictions to print per mask (default 5)")
+    # one comma-separated value, so that the text may come after it; repeat the option to add more
+    fill.add_argument("--targets", action="extend", type=_comma_separated, metavar="WORD[,WORD...]",
+                      help="score only these words, e.g. --targets is,are")
     explain = commands.choices["explain"]
     explain.add_argument("--target", required=True, help="the word whose score is explained, e.g. is")
     explain.add_argument("--contrast", help="explain target minus this word, e.g. are")
-    explain.add_argument("--quantity", choices=("logit", "log_prob"), default="logit")
-    explain.add_argument("--out", help="write explanation.json and explanation.png here")
+    explain.add_argument("--quantity", choices=("logit", "log_prob"), default="logit",
+                         help="explain the target's logit (default) or its log-probability (log-softmax over the "
+                         "vocabulary)")
+    explain.add_argument("--out", help="folder to write explanation.json and explanation.png into (made if missing)")
     return parser
 
 
-def _load(model_path, dtype):
-    from transformers import AutoTokenizer, BFBertForMaskedLM
+def _comma_separated(value):
+    words = [word for word in value.split(",") if word]
+    if not words:
+        raise argparse.ArgumentTypeError(f"no word in {value!r}: pass e.g. --targets is,are")
+    return words
 
-    if model_path is None:
+
+# -- the model ------------------------------------------------------------------------------
+
+def _model_source(model):
+    """(what to load, from_pretrained options) for --model; a UsageError at once if there is nothing to load."""
+    if model is None:
         from .default_model import default_model_path
-        model_path = default_model_path()
         print(DEFAULT_MODEL_NOTE, file=sys.stderr)
-    elif not os.path.exists(model_path) and "/" not in model_path:
-        raise UsageError(f"--model {model_path!r}: no such folder (pass a checkpoint folder, or a hub id already "
-                         "in the Hugging Face cache)")
-    try:
-        return BFBertForMaskedLM.from_pretrained(model_path, dtype=dtype), AutoTokenizer.from_pretrained(model_path)
-    except (OSError, ValueError, TypeError) as err:
-        raise UsageError(f"cannot load model {model_path!r}: {str(err).splitlines()[0]}") from err
+        return default_model_path(), {}
+    if os.path.isdir(model):
+        return model, {}
+    if os.path.exists(model):
+        raise UsageError(f"--model {model!r} is a file; pass the folder that holds the checkpoint and config.json")
+    if not _is_hub_id(model):
+        raise UsageError(f"--model {model!r}: no such folder")
+    if not _in_hub_cache(model):
+        raise UsageError(f"--model {model!r}: no such folder, and not in the local Hugging Face cache (no network "
+                         f"is used): pass a checkpoint folder, or download it once where there is network "
+                         f"(`hf download {model}`)")
+    return model, {"local_files_only": True}  # transformers would otherwise ask the network first
 
+
+def _is_hub_id(name):
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
+
+
+def _in_hub_cache(repo_id):
+    from huggingface_hub import try_to_load_from_cache
+    return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+
+
+def _load(source, options, dtype):
+    from transformers import AutoTokenizer
+
+    from .fill_mask import load_masked_lm
+    try:
+        return load_masked_lm(source, dtype=dtype, **options), AutoTokenizer.from_pretrained(source, **options)
+    except (OSError, ValueError, TypeError) as err:
+        message = str(err).splitlines()[0]
+        raise UsageError(message if repr(source) in message else f"cannot load model {source!r}: {message}") from err
+
+
+# -- progress and warnings on stderr -----------------------------------------------------------
 
 def _progress(stages):
     from tqdm import tqdm
-    return tqdm(total=stages, desc="bf-bert", leave=False, file=sys.stderr,
+    # off when stderr is a file or a pipe: redrawn bars would pile up there, glued to the next line
+    return tqdm(total=stages, desc="bf-bert", leave=False, file=sys.stderr, disable=not sys.stderr.isatty(),
                 bar_format="{desc}: {n_fmt}/{total_fmt} {postfix}")
 
 
@@ -69,11 +125,29 @@ def _step(bar, label):
     return bar
 
 
+@contextlib.contextmanager
+def _warnings_as_lines():
+    """Each warning as one `bf-bert: warning:` line: Python's category and source line point into library code."""
+    from tqdm import tqdm
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        tqdm.write(f"bf-bert: warning: {str(message).splitlines()[0]}", file=sys.stderr)  # above a running bar
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
+
+
+# -- the commands ---------------------------------------------------------------------------
+
 def run_fill_mask(args):
     from .fill_mask import BFFillMaskPipeline
+    if args.top_k < 1:
+        raise UsageError("--top-k must be at least 1")
+    source, options = _model_source(args.model)
     with contextlib.closing(_progress(2)) as bar:
         _step(bar, "loading the model")
-        model, tokenizer = _load(args.model, args.dtype)
+        model, tokenizer = _load(source, options, args.dtype)
         bar.update()
         _step(bar, "predicting (the first call compiles kernels)")
         try:
@@ -95,41 +169,87 @@ def run_fill_mask(args):
 
 def run_explain(args):
     from .explain import explain
-    with contextlib.closing(_progress(3)) as bar:
+    if args.out:
+        _check_out(args.out)
+    source, options = _model_source(args.model)
+    with contextlib.closing(_progress(2)) as bar:
         _step(bar, "loading the model")
-        model, tokenizer = _load(args.model, args.dtype)
+        model, tokenizer = _load(source, options, args.dtype)
+        _check_length(model, tokenizer, args.text)
         bar.update()
         _step(bar, "forward + one all-semiring backprop (the first call compiles kernels)")
         try:
             explanation = explain(model, tokenizer, args.text, target=args.target, contrast=args.contrast,
                                   quantity=args.quantity)
         except ValueError as err:
-            raise UsageError(str(err).splitlines()[0]) from err
+            raise UsageError(_cli_fix(str(err).splitlines()[0])) from err
         bar.update()
-        if args.out:
-            _step(bar, f"writing {args.out}")
-            os.makedirs(args.out, exist_ok=True)
-            explanation.to_json(os.path.join(args.out, "explanation.json"))
-            explanation.plot(os.path.join(args.out, "explanation.png"))
-        bar.update()
-    print(explanation.summary())
+    print(explanation.summary())  # first: a failed write below must not lose the result
     if args.out:
-        print(f"\nwrote {os.path.join(args.out, 'explanation.json')} and explanation.png")
+        _write(explanation, args.out)
+
+
+def _check_length(model, tokenizer, text):
+    """The model's own error names a Python fix (truncation=True); here the fix is a shorter text."""
+    tokens = len(tokenizer(text, verbose=False)["input_ids"])
+    limit = model.config.max_position_embeddings
+    if tokens > limit:
+        raise UsageError(f"the text is {tokens} tokens; the model takes at most {limit} (max_position_embeddings): "
+                         "shorten it")
+
+
+def _cli_fix(message):
+    """explain's message with its Python fix replaced by the flag that does the same here."""
+    if "overflowed" in message:  # explain says: load the model with from_pretrained(..., dtype='float64')
+        return f"{message.split(':')[0]}: run with --dtype float64 (the explain default)"
+    return message
+
+
+def _check_out(out):
+    """Refuse an --out that cannot take the two files, before anything is computed."""
+    if os.path.isdir(out):
+        existing = out
+    else:
+        if os.path.exists(out):
+            raise UsageError(f"--out {out!r} is a file, not a folder: pass a folder for explanation.json and "
+                             "explanation.png (it is made if missing)")
+        if os.path.splitext(out)[1].lower() in (".png", ".json"):
+            raise UsageError(f"--out {out!r}: --out is a folder that gets explanation.json and explanation.png, "
+                             f"not a file name: pass e.g. --out {os.path.dirname(out) or '.'}")
+        existing = os.path.dirname(os.path.abspath(out))
+        while not os.path.exists(existing):
+            existing = os.path.dirname(existing)
+        if not os.path.isdir(existing):
+            raise UsageError(f"--out {out!r}: {existing!r} is a file, not a folder, so nothing can be made under it")
+    try:  # a real write: permission bits say nothing for root, or on a read-only file system
+        tempfile.TemporaryFile(dir=existing).close()
+    except OSError as err:
+        raise UsageError(f"--out {out!r}: cannot write in {existing!r} ({err.strerror}); pass a folder you can "
+                         "write to") from err
+
+
+def _write(explanation, out):
+    json_path, png_path = os.path.join(out, "explanation.json"), os.path.join(out, "explanation.png")
+    try:
+        os.makedirs(out, exist_ok=True)
+        explanation.to_json(json_path)
+        explanation.plot(png_path)
+    except OSError as err:
+        raise UsageError(f"could not write into --out {out!r} ({err.strerror or err}); the summary above is the "
+                         "result") from err
+    print(f"\nwrote {json_path} and {png_path}")
 
 
 def main(argv=None):
-    args = _parser().parse_args(argv)
-    if getattr(args, "top_k", 1) < 1:
-        print("bf-bert: error: --top-k must be at least 1", file=sys.stderr)
-        return 2
-    import jax
-
-    from .compile_cache import enable_compilation_cache
-    enable_compilation_cache()
-    # x64 for this call only: main() may run inside a user's process (a notebook, the tests)
-    x64 = jax.enable_x64(True) if args.dtype == "float64" else contextlib.nullcontext()
     try:
-        with x64:
+        args = _parser().parse_args(argv)
+        import jax
+
+        from .compile_cache import enable_compilation_cache
+        enable_compilation_cache()
+        # x64 for this call only: main() may run inside a user's process (a notebook, the tests)
+        x64 = jax.enable_x64(True) if args.dtype == "float64" else contextlib.nullcontext()
+        with x64, _warnings_as_lines():
             (run_fill_mask if args.command == "fill-mask" else run_explain)(args)
     except UsageError as err:
         print(f"bf-bert: error: {err}", file=sys.stderr)
