@@ -48,6 +48,11 @@ def check_model(model, quantity):
         raise ValueError(f"quantity must be one of {QUANTITIES}, got {quantity!r}")
     if not hasattr(model, "cls") or not hasattr(model, "bert"):
         raise TypeError(f"explain needs a BF masked-LM model (BFBertForMaskedLM), got {type(model).__name__}")
+    random_head = [k for k in getattr(model, "newly_initialized", ()) if k.startswith("cls.")]
+    if random_head:
+        raise ValueError(f"the model's MLM head was not in its checkpoint ({', '.join(random_head[:3])}, ...): it is "
+                         "randomly initialised, so explanations of its predictions mean nothing; load a masked-LM "
+                         "checkpoint (or, for a head you fitted in memory, clear model.newly_initialized)")
 
 
 def run(model, input_ids, attention_mask, token_type_ids, position, target_id, contrast_id, quantity,

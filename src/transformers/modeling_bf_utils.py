@@ -254,6 +254,8 @@ class BFPreTrainedModel(Network):
         for path in files:
             state.update(read_checkpoint(path))
         info = model._load_checkpoint_state(state, files[0], dtype, ignore_mismatched_sizes)
+        # kept on the model: workflows that read a head (explain, analyses) refuse a random one
+        model.newly_initialized = tuple(info["missing_keys"]) + tuple(n for n, _, _ in info["mismatched_keys"])
         model.eval()  # as transformers: a loaded model starts in eval mode
         return (model, info) if output_loading_info else model
 

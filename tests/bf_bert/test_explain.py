@@ -172,3 +172,15 @@ def test_explain_batch_matches_explain_sentence_by_sentence(checkpoint, setup):
     frame = table.to_dataframe()
     assert set(frame["sentence"]) == {0, 1}
     assert len(frame) == sum(len(e.tokens) for e in table.explanations) * 2 * 4
+
+
+def test_a_model_whose_head_was_not_in_its_checkpoint_is_refused(checkpoint, tmp_path):
+    tokenizer, torch_model, _ = checkpoint
+    from transformers import BertModel
+    BertModel(torch_model.config).save_pretrained(tmp_path)  # an encoder only, as sentence encoders ship
+    model = BFBertForMaskedLM.from_pretrained(tmp_path)
+    assert any(k.startswith("cls.predictions") for k in model.newly_initialized)
+    with pytest.raises(ValueError, match="MLM head was not in its checkpoint.*randomly initialised"):
+        explain(model, tokenizer, TEXT, target="is", contrast="are")
+    model.newly_initialized = ()  # a head fitted in memory: the caller says so
+    explain(model, tokenizer, TEXT, target="is", contrast="are")
