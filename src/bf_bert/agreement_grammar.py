@@ -191,3 +191,139 @@ def _sentence(rng, nouns, construction, verb_kind) -> Sentence:
     verb, other = (forms[0], forms[1]) if number == SG else (forms[1], forms[0])
     words = tuple(subject + [verb] + rest.split() + ["."])
     return Sentence(words, len(subject), number, other, verb_kind, construction, attractor_number)
+
+
+# --- Sentences with several attractors ------------------------------------------------------
+# `generate` above draws exactly what the shipped MLM head was fitted on, so it stays as it is;
+# the analysis benchmark's 1–4 attractors come from a separate generator with its own stream.
+
+ATTRACTOR_CONSTRUCTIONS = ("pp", "subject_rc", "object_rc")
+# what a preposition's noun may be, so that chains stay sensible ("the key in the cabinet", never
+# "the key in the horses"); prepositions not listed take any kind
+PP_OBJECT_KINDS = {"to": ("thing",), "on": ("thing",), "in": ("thing",), "under": ("thing",),
+                   "from": ("thing", "person"), "for": ("person",)}
+
+
+@dataclass(frozen=True)
+class AttractorSentence(Sentence):
+    """A `Sentence` with one or more nouns between the subject's head and the verb, and where they are.
+
+    `subject_index` is the word index of the subject's head noun (always 1: "the <noun> ...").
+    `intervening_indices` / `intervening_numbers` give the word index and number of every noun
+    between that head and the verb, left to right. Attractors are the intervening nouns whose
+    number differs from the subject's — what Linzen et al. (2016) count, and so what the LGD data
+    of Du et al. (2023) buckets by; nouns of the subject's own number are intervening but not
+    attractors. `attractor_number` is the number of the intervening noun nearest the verb.
+    """
+
+    subject_index: int
+    intervening_indices: tuple
+    intervening_numbers: tuple
+
+    @property
+    def attractor_indices(self) -> tuple:
+        return tuple(i for i, number in zip(self.intervening_indices, self.intervening_numbers)
+                     if number != self.number)
+
+    @property
+    def n_attractors(self) -> int:
+        return len(self.attractor_indices)
+
+    @property
+    def n_intervening(self) -> int:
+        return len(self.intervening_indices)
+
+
+def generate_attractors(n: int, seed: int, max_attractors: int = 4, min_attractors: int = 1,
+                        nouns: dict | None = None, constructions=ATTRACTOR_CONSTRUCTIONS,
+                        verb_kinds=VERB_KINDS, mixed_numbers: bool = False) -> list[AttractorSentence]:
+    """`n` sentences with `min_attractors`..`max_attractors` nouns between subject and verb.
+
+    The count is drawn uniformly per sentence, so every count is about equally frequent. Shapes:
+
+        pp          the keys to the cabinet near the doors by the window are on the table .
+        subject_rc  the doctor that helps the children near the dog works hard .
+        object_rc   the author that the critics beside the singer praise writes well .
+
+    Prepositional phrases chain, each attached to the noun before it and chosen by that noun's kind.
+    With `mixed_numbers=False` (the default, as in the LGD test set, which keeps only sentences
+    whose intervening nouns all differ from the subject in number) every intervening noun is an
+    attractor; with True each noun's number is drawn, so `n_attractors <= n_intervening`.
+    No noun repeats within a sentence while the lexicon has others.
+
+    Draws from `random.Random(f"attractors-{seed}")`, its own stream: `generate`'s draws are
+    untouched. `nouns`, `constructions` and `verb_kinds` restrict the draws as in `generate`.
+    """
+    nouns = NOUNS if nouns is None else nouns
+    bad = (set(constructions) - set(ATTRACTOR_CONSTRUCTIONS)) | (set(verb_kinds) - set(VERB_KINDS))
+    if bad:
+        raise ValueError(f"unknown constructions or verb kinds {sorted(bad)}; "
+                         f"choose from {ATTRACTOR_CONSTRUCTIONS} and {VERB_KINDS}")
+    if not 1 <= min_attractors <= max_attractors:
+        raise ValueError(f"need 1 <= min_attractors <= max_attractors (got {min_attractors}, {max_attractors})")
+    if not all(nouns.get(kind) for kind in NOUNS):
+        raise ValueError(f"`nouns` needs at least one pair of each kind {sorted(NOUNS)}")
+    rng = random.Random(f"attractors-{seed}")
+    return [_attractor_sentence(rng, nouns, rng.choice(constructions), rng.choice(verb_kinds),
+                                rng.randint(min_attractors, max_attractors), mixed_numbers) for _ in range(n)]
+
+
+def _fresh_noun(rng, nouns, kinds, number, used):
+    """(noun, kind) of `number` and one of `kinds`, avoiding the pairs in `used` while others remain."""
+    fresh = {kind: [p for p in nouns[kind] if p not in used] for kind in kinds}
+    kinds = [kind for kind in kinds if fresh[kind]] or list(kinds)
+    kind = rng.choice(kinds)
+    pair = rng.choice(fresh[kind] or nouns[kind])
+    used.add(pair)
+    return pair[number == PL], kind
+
+
+def _attractor_sentence(rng, nouns, construction, verb_kind, k, mixed_numbers) -> AttractorSentence:
+    other = {SG: PL, PL: SG}
+    used = set()
+    number = rng.choice((SG, PL))
+    subject, kind = _fresh_noun(rng, nouns, ANIMATE if construction == "subject_rc" else tuple(NOUNS), number, used)
+    words = ["the", subject]
+    indices, numbers = [], []
+
+    def noun_phrase(kinds):
+        noun_number = rng.choice((SG, PL)) if mixed_numbers else other[number]
+        noun, noun_kind = _fresh_noun(rng, nouns, kinds, noun_number, used)
+        words.extend(["the", noun])
+        indices.append(len(words) - 1)
+        numbers.append(noun_number)
+        return noun_kind, noun_number
+
+    def pp_chain(head_kind, length):
+        for _ in range(length):
+            preposition = rng.choice(PREPOSITIONS[head_kind])
+            words.extend(preposition.split())
+            head_kind, _ = noun_phrase(PP_OBJECT_KINDS.get(preposition, tuple(NOUNS)))
+
+    if construction == "pp":
+        pp_chain(kind, k)
+    elif construction == "subject_rc":
+        # the clause's verb agrees with the subject; its object (and what hangs off it) intervenes
+        words.append("that")
+        verb_slot = len(words)
+        words.append(None)
+        object_kind, _ = noun_phrase(tuple(NOUNS))
+        words[verb_slot] = _rc_verb(rng, object_kind)[number == PL]
+        pp_chain(object_kind, k - 1)
+    else:  # object_rc: the clause's subject intervenes, and the clause's verb agrees with it
+        words.append("that")
+        rc_kind, rc_number = noun_phrase(ANIMATE)
+        pp_chain(rc_kind, k - 1)
+        words.append(_rc_verb(rng, kind)[rc_number == PL])
+
+    if verb_kind == "regular":
+        singular, plural, rest = rng.choice(ACTIONS[kind])
+        forms = (singular, plural)
+    else:
+        forms = COPULAS[verb_kind]
+        rest = rng.choice(STATES[kind] if verb_kind != "has" else POSSESSIONS[kind])
+    verb, other_verb = (forms[0], forms[1]) if number == SG else (forms[1], forms[0])
+    verb_index = len(words)
+    words += [verb] + rest.split() + ["."]
+    return AttractorSentence(tuple(words), verb_index, number, other_verb, verb_kind, construction,
+                             numbers[-1], 1, tuple(indices), tuple(numbers))
