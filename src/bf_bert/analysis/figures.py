@@ -14,13 +14,12 @@ token's top unit goes to the branch that unit's best path takes (the "⊕" rule)
 others, then this is averaged over tokens and sentences. Its "76.1% key / 23.9% value" for the
 subject at the last layer is the ratio of those mean values, not a count of sentences.
 
-Our `branches` table keeps which branch the ⊕ rule credits (`oplus`, 0/1), not the value of the
-winning unit, so the paper's y cannot be made from it. `top_path_by_layer` therefore gives, per
-layer, the *proportion of tokens whose top path takes each branch* (`share`), for either credit
-rule, and beside it `mean_bucket`, the mean bucket value of each branch — exactly the paper's y
-under its other rule (bucket_sum, where every unit's top-path value goes to its branch's bucket).
-The proportion says how often a branch wins; the paper's mean value also weighs each win by how
-large the winning path is, so the two agree on which branch wins but not on its percentage.
+Our `branches` table keeps which branch the ⊕ rule credits (`oplus`, 0/1) and the winning unit's
+value there (`oplus_value`), so `top_path_by_layer` gives the paper's y as `mean_value`, and
+beside it the *proportion of tokens whose top path takes each branch* (`share`, for either credit
+rule) and `mean_bucket`, the paper's y under its other rule (bucket_sum, where every unit's
+top-path value goes to its branch's bucket). The proportion says how often a branch wins; the
+mean value also weighs each win by how large the winning path is.
 """
 
 import math
@@ -37,6 +36,8 @@ BRANCHES = tuple(ATTENTION_BRANCHES)            # query, key, value, skip
 CREDITS = BRANCHES + ("other",)                 # "other": the top unit's path leaves by none of them
 GROUPS = ("all", "subject", "attractors", "mask")
 RULES = ("oplus", "bucket_sum")
+STATISTICS = {"share": "share of tokens taking the branch", "mean_value": "mean top-path value (⊕ credit)",
+              "mean_bucket": "mean bucket value"}
 Z95 = 1.959963984540054                         # two-sided 95% normal quantile
 
 GROUP_TITLES = {"all": "All tokens", "subject": "The subject", "attractors": "Attractors before the verb",
@@ -95,7 +96,8 @@ def credited_branches(branches, rule="oplus"):
         raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
     keys = ["sentence_id", "token_index", "layer"]
     rows = branches[branches["branch"].isin(BRANCHES)]
-    wide = rows.set_index(keys + ["branch"])[["oplus", "bucket_sum"]].unstack("branch")
+    columns = ["oplus", "bucket_sum"] + (["oplus_value"] if "oplus_value" in rows else [])
+    wide = rows.set_index(keys + ["branch"])[columns].unstack("branch")
     decide = wide["oplus" if rule == "oplus" else "bucket_sum"].reindex(columns=list(BRANCHES)).to_numpy(float)
     buckets = wide["bucket_sum"].reindex(columns=list(BRANCHES)).to_numpy(float)
     filled = np.where(np.isfinite(decide), decide, -np.inf)
@@ -104,8 +106,11 @@ def credited_branches(branches, rule="oplus"):
     credited = np.where(best > 0, np.asarray(BRANCHES, object)[winner], "other")
     out = wide.index.to_frame(index=False)
     out["credited"] = credited
+    values = (wide["oplus_value"].reindex(columns=list(BRANCHES)).to_numpy(float) if "oplus_value" in rows
+              else np.full_like(buckets, np.nan))
     for j, branch in enumerate(BRANCHES):
         out[f"bucket_{branch}"] = buckets[:, j]
+        out[f"value_{branch}"] = values[:, j]
     return out
 
 
@@ -150,7 +155,9 @@ def top_path_by_layer(branches, sentences, *, rule="oplus"):
     as independent, so for `all` and `attractors` the interval is narrower than it should be),
     n_sentences (sentences with a token in the group), n_unknown (sentences left out for unknown
     positions, see `group_tokens`), mean_bucket (mean `bucket_sum` value of the branch over the
-    group's tokens: the paper's y under the bucket-sum rule; NaN for "other"), rule.
+    group's tokens: the paper's y under the bucket-sum rule; NaN for "other"), mean_value (mean
+    `oplus_value`: the top unit's value where ⊕ credits the branch, 0 elsewhere — the paper's y;
+    NaN for "other" or tables without the column), rule.
 
     `all` is every token, [CLS], [SEP] and [MASK] included, as in the paper's first panel.
     A group with no tokens gets rows with n = 0 and NaN shares, so its n_unknown still shows."""
@@ -172,6 +179,7 @@ def _summarise(chosen, group, layers, n_unknown):
     sentences = by_layer["sentence_id"].nunique().reindex(layers, fill_value=0)
     counts = chosen.groupby(["layer", "credited"]).size()
     buckets = by_layer[[f"bucket_{b}" for b in BRANCHES]].mean().reindex(layers)
+    values = by_layer[[f"value_{b}" for b in BRANCHES]].mean().reindex(layers)
     rows = []
     for layer in layers:
         for branch in CREDITS:
@@ -179,9 +187,11 @@ def _summarise(chosen, group, layers, n_unknown):
             rows.append({"group": group, "layer": layer, "branch": branch, "count": count, "n": int(n[layer]),
                          "n_sentences": int(sentences[layer]), "n_unknown": int(n_unknown),
                          "mean_bucket": float(buckets.at[layer, f"bucket_{branch}"]) if branch in BRANCHES
+                         else math.nan,
+                         "mean_value": float(values.at[layer, f"value_{branch}"]) if branch in BRANCHES
                          else math.nan})
     frame = pd.DataFrame(rows, columns=["group", "layer", "branch", "count", "n", "n_sentences", "n_unknown",
-                                        "mean_bucket"])
+                                        "mean_bucket", "mean_value"])
     with np.errstate(invalid="ignore", divide="ignore"):
         frame.insert(5, "share", np.where(frame["n"] > 0, frame["count"] / frame["n"].where(frame["n"] > 0), np.nan))
     low, high = wilson_interval(frame["count"], frame["n"])
@@ -283,11 +293,12 @@ def figure_top_path_by_layer(source, path, model_label, *, rule="oplus", statist
     source: `top_path_by_layer`'s table, a run's out_dir, or (branches, sentences) DataFrames.
     Panels: all tokens, the subject, the attractors before the verb (+ the [MASK] token if
     `mask_panel`); x = layer, one line per branch. statistic "share": the proportion of the
-    panel's tokens whose top path takes the branch, with 95% Wilson bands; "mean_bucket": the
-    mean bucket value per branch (the paper's y under the bucket-sum rule). Every panel says how
+    panel's tokens whose top path takes the branch, with 95% Wilson bands; "mean_value": the mean
+    top-path value ⊕ credits to the branch (the paper's y); "mean_bucket": the mean bucket value
+    per branch (the paper's y under the bucket-sum rule). Every panel says how
     many tokens and sentences it has, and how many sentences it left out for unknown positions."""
-    if statistic not in ("share", "mean_bucket"):
-        raise ValueError(f"statistic must be 'share' or 'mean_bucket', got {statistic!r}")
+    if statistic not in STATISTICS:
+        raise ValueError(f"statistic must be one of {tuple(STATISTICS)}, got {statistic!r}")
     table = _top_path_table(source, rule)
     rule = str(table["rule"].iloc[0]) if len(table) and "rule" in table.columns else rule
     groups = [g for g in GROUPS if mask_panel or g != "mask"]
@@ -301,25 +312,13 @@ def figure_top_path_by_layer(source, path, model_label, *, rule="oplus", statist
         for ax, group in zip(axes, groups):
             drawn |= _top_path_panel(ax, table[table["group"] == group], group, statistic, layers)
         for ax in grid[:, 0]:
-            ax.set_ylabel("share of tokens taking the branch" if statistic == "share" else "mean bucket value")
+            ax.set_ylabel(STATISTICS[statistic])
         handles = [h for h, label in zip(*axes[0].get_legend_handles_labels()) if label in drawn] or \
             axes[0].get_legend_handles_labels()[0]
         figure.legend(handles, [h.get_label() for h in handles], loc="lower center", ncol=len(handles),
                       frameon=False, bbox_to_anchor=(0.5, 0.62 / (3.9 * rows + 1.9)))
-        what = ("Which self-attention branch the top gradient path takes at each layer"
-                if statistic == "share" else "Top-path value credited to each self-attention branch, per layer")
-        how = (RULE_NAMES[rule] if statistic == "share" else
-               "every unit's top-path value goes to the bucket of the branch its best path takes")
+        what, how, note = _top_path_captions(statistic, rule)
         figure.suptitle(f"{what}\n{how}\nModel: {model_label}", fontsize=12)
-        note = ("Layer l = the input of encoder layer l, where the residual stream branches into query, key, value "
-                "and skip. 'All tokens' includes [CLS], [SEP] and [MASK]. Bands: 95% Wilson intervals that treat "
-                "tokens as independent (too narrow where one sentence gives several tokens). The paper's figure "
-                "plots the mean value of the top path credited to each branch; this one plots how often each branch "
-                "is credited."
-                if statistic == "share" else
-                "Layer l = the input of encoder layer l. Each unit of the token's embedding adds its top-path value to "
-                "the bucket of the branch its best path takes; lines are the mean bucket over the panel's tokens "
-                "(the paper's y under its bucket-sum rule).")
         figure.text(0.01, 0.01, textwrap.fill(note, int(15 * 5.4 * cols)), fontsize=8.5, color="#444444",
                     va="bottom")
         height = 3.9 * rows + 1.9
@@ -327,6 +326,26 @@ def figure_top_path_by_layer(source, path, model_label, *, rule="oplus", statist
         figure.savefig(path, dpi=dpi)
         plt.close(figure)
     return path
+
+
+def _top_path_captions(statistic, rule):
+    """(title, how branches are credited, footnote) of the top-path figure for one statistic."""
+    where = "Layer l = the input of encoder layer l, where the residual stream branches into query, key, value and skip."
+    if statistic == "share":
+        return ("Which self-attention branch the top gradient path takes at each layer", RULE_NAMES[rule],
+                f"{where} 'All tokens' includes [CLS], [SEP] and [MASK]. Bands: 95% Wilson intervals that treat "
+                "tokens as independent (too narrow where one sentence gives several tokens). This figure counts how "
+                "often each branch is credited; the paper's figure plots the mean credited value (mean_value).")
+    if statistic == "mean_value":
+        return ("Top-path value credited to each self-attention branch, per layer (the paper's y)",
+                "the token's top unit's max-product value goes to the branch its best path takes (⊕ rule), 0 to the "
+                "others", f"{where} Lines are the mean over the panel's tokens; [CLS], [SEP] and [MASK] count in "
+                "'All tokens'.")
+    return ("Top-path value credited to each self-attention branch, per layer",
+            "every unit's top-path value goes to the bucket of the branch its best path takes",
+            f"{where} Each unit of the token's embedding adds its top-path value to the bucket of the branch its "
+            "best path takes; lines are the mean bucket over the panel's tokens (the paper's y under its "
+            "bucket-sum rule).")
 
 
 def _top_path_panel(ax, rows, group, statistic, layers):
@@ -349,9 +368,9 @@ def _top_path_panel(ax, rows, group, statistic, layers):
     drawn = set()
     for branch in CREDITS:
         line = rows[rows["branch"] == branch].sort_values("layer")
-        if statistic == "mean_bucket" and branch == "other":
+        if statistic != "share" and branch == "other":
             continue
-        y = line["share" if statistic == "share" else "mean_bucket"].to_numpy(float)
+        y = line[statistic].to_numpy(float)
         colour, marker, style = BRANCH_STYLE[branch]
         if branch == "other" and not (np.nan_to_num(y) > 0).any():
             ax.plot([], [], color=colour, marker=marker, ls=style, label=branch)  # keeps the legend complete
@@ -458,7 +477,11 @@ def write_figures(source, folder, model_label, *, rule="oplus"):
     else:
         branches, sentences, tokens = source["branches"], source["sentences"], source["tokens"]
     top = top_path_by_layer(branches, sentences, rule=rule)
-    return {"top_path_by_layer": figure_top_path_by_layer(top, folder / f"top_path_by_layer_{rule}.png", model_label),
+    value = "mean_value" if np.isfinite(top["mean_value"]).any() else "mean_bucket"
+    return {"top_path_by_layer": figure_top_path_by_layer(top, folder / f"top_path_by_layer_{rule}.png", model_label,
+                                                          statistic=value),
+            "top_path_share_by_layer": figure_top_path_by_layer(top, folder / f"top_path_share_by_layer_{rule}.png",
+                                                                model_label),
             "accuracy_entropy_by_attractors": figure_accuracy_entropy_by_attractors(
                 accuracy_and_entropy_by_attractors(sentences, tokens),
                 folder / "accuracy_entropy_by_attractors.png", model_label)}

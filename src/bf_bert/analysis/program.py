@@ -34,7 +34,8 @@ class Readout(NamedTuple):
     (L, 4: query, key, value, skip) and mlp_share/mlp_entropy (L, 2: mlp, skip) of the mass
     reaching the sub-block's input; per layer, token and attention branch: token_share and
     token_entropy (L, S, 4). Credit: oplus (L, S) the branch code of the token's top unit
-    (4: other), buckets (L, S, 4) the bucket_sum buckets.
+    (4: other) and oplus_value (L, S) that unit's max_grad value (what the paper averages per
+    branch), buckets (L, S, 4) the bucket_sum buckets.
     """
 
     value: jax.Array
@@ -51,6 +52,7 @@ class Readout(NamedTuple):
     token_share: jax.Array
     token_entropy: jax.Array
     oplus: jax.Array
+    oplus_value: jax.Array
     buckets: jax.Array
 
 
@@ -65,10 +67,9 @@ def read_out(model, value, embeddings, hidden_states) -> Readout:
         attention_output = last[f"{layer_path}.attention.output.LayerNorm"]
         a_attention, h_attention = _flows_by_branch(hidden_states[layer], layer_path, ATTENTION_BRANCHES)
         a_mlp, h_mlp = _flows_by_branch(attention_output, layer_path, MLP_BRANCHES)
-        oplus, buckets = _credit(hidden_states[layer], layer_path)
         per_layer.append((*_share_and_entropy(a_attention.sum(-1), h_attention.sum(-1)),
                           *_share_and_entropy(a_mlp.sum(-1), h_mlp.sum(-1)),
-                          *_share_and_entropy(a_attention, h_attention), oplus, buckets))
+                          *_share_and_entropy(a_attention, h_attention), *_credit(hidden_states[layer], layer_path)))
     stacked = [jnp.stack(column) for column in zip(*per_layer)]
     return Readout(
         value=value.val, grad_norm=jnp.linalg.norm(grad, axis=-1), grad_x_input=(grad * embeddings.val[0]).sum(-1),
@@ -77,7 +78,7 @@ def read_out(model, value, embeddings, hidden_states) -> Readout:
         top_path=jnp.full(a.shape[:1], jnp.nan, a.dtype) if max_path is None else max_path[0][0].max(-1),
         attention_share=stacked[0], attention_entropy=stacked[1], mlp_share=stacked[2], mlp_entropy=stacked[3],
         token_share=jnp.swapaxes(stacked[4], 1, 2), token_entropy=jnp.swapaxes(stacked[5], 1, 2),
-        oplus=stacked[6], buckets=stacked[7])
+        oplus=stacked[6], oplus_value=stacked[7], buckets=stacked[8])
 
 
 def entropy_of(a, h):
@@ -121,15 +122,17 @@ def _flows_by_branch(node, layer_path, branches):
 
 
 def _credit(node, layer_path):
-    """Per token of a layer input: the oplus branch code, and the bucket_sum buckets (S, 4)."""
+    """Per token of a layer input: the oplus branch code and its top unit's value (S,), and the
+    bucket_sum buckets (S, 4)."""
     codes = [ATTENTION_BRANCHES.index(b) if b in ATTENTION_BRANCHES else len(ATTENTION_BRANCHES)
              for b in (branch_of(c, layer_path) for c in node.get_parents())]
     table = jnp.asarray(codes + [len(ATTENTION_BRANCHES)], jnp.int32)  # index -1: nothing flowed
     hi, winner = node.max_grad_of_output_wrt_node
     branch = table[winner[0]]                                           # (S, H)
-    oplus = jnp.take_along_axis(branch, jnp.argmax(hi[0], axis=-1)[:, None], axis=-1)[:, 0]
+    top_unit = jnp.argmax(hi[0], axis=-1)[:, None]
+    oplus = jnp.take_along_axis(branch, top_unit, axis=-1)[:, 0]
     one_hot = branch[..., None] == jnp.arange(len(ATTENTION_BRANCHES))
-    return oplus, jnp.where(one_hot, hi[0][..., None], 0).sum(axis=1)
+    return oplus, jnp.take_along_axis(hi[0], top_unit, axis=-1)[:, 0], jnp.where(one_hot, hi[0][..., None], 0).sum(1)
 
 
 _PROGRAMS = weakref.WeakKeyDictionary()  # model → {(quantity, has_contrast, values): jitted program}

@@ -28,7 +28,7 @@ PAPER_MASK_STATISTIC = "sentences whose [MASK] top path takes skip"
 
 COMPARISON_COLUMNS = ["what", "layer", "branch", "paper_pct", "ours_pct", "difference_pp", "ours_low_pct",
                       "ours_high_pct", "ours_count", "n", "paper_count", "paper_n", "ours_bucket_value_pct",
-                      "paper_statistic", "our_statistic"]
+                      "ours_share_pct", "paper_statistic", "our_statistic"]
 
 
 def paper_comparison(branches, sentences, *, rule="oplus", top=None):
@@ -51,18 +51,24 @@ def paper_comparison(branches, sentences, *, rule="oplus", top=None):
     rows = []
     subject = top[(top["group"] == "subject") & (top["layer"] == last)].set_index("branch")
     bucket_total = subject.loc[list(BRANCHES), "mean_bucket"].sum() if len(subject) else math.nan
+    value_total = subject.loc[list(BRANCHES), "mean_value"].sum() if len(subject) else math.nan
     for branch in ("key", "value", "query", "skip"):
         r = subject.loc[branch]
-        ours = 100 * float(r["share"])
+        # the paper's statistic when the table has the credited values, else the share of subjects
+        by_value = bool(value_total) and np.isfinite(value_total)
+        ours = 100 * float(r["mean_value"]) / value_total if by_value else 100 * float(r["share"])
         rows.append({"what": "subject, last layer", "layer": last, "branch": branch,
                      "paper_pct": PAPER_SUBJECT_LAST_LAYER[branch], "ours_pct": ours,
                      "difference_pp": ours - PAPER_SUBJECT_LAST_LAYER[branch],
-                     "ours_low_pct": 100 * float(r["share_low"]), "ours_high_pct": 100 * float(r["share_high"]),
+                     "ours_low_pct": math.nan if by_value else 100 * float(r["share_low"]),
+                     "ours_high_pct": math.nan if by_value else 100 * float(r["share_high"]),
                      "ours_count": int(r["count"]), "n": int(r["n"]), "paper_count": math.nan, "paper_n": math.nan,
                      "ours_bucket_value_pct": 100 * float(r["mean_bucket"]) / bucket_total
                      if bucket_total and np.isfinite(bucket_total) else math.nan,
                      "paper_statistic": PAPER_SUBJECT_STATISTIC,
-                     "our_statistic": f"share of subjects whose top path takes the branch ({rule})"})
+                     "our_statistic": ("the branch's share of the mean top-path value credited by ⊕ (as the paper)"
+                                       if by_value else f"share of subjects whose top path takes the branch ({rule})"),
+                     "ours_share_pct": 100 * float(r["share"])})
     mask = top[(top["group"] == "mask") & (top["branch"] == "skip")].set_index("layer")
     for layer, (paper_count, paper_n) in PAPER_MASK_SKIP.items():
         if layer not in mask.index:
@@ -74,6 +80,7 @@ def paper_comparison(branches, sentences, *, rule="oplus", top=None):
                      "difference_pp": ours - paper, "ours_low_pct": 100 * float(r["share_low"]),
                      "ours_high_pct": 100 * float(r["share_high"]), "ours_count": int(r["count"]), "n": int(r["n"]),
                      "paper_count": paper_count, "paper_n": paper_n, "ours_bucket_value_pct": math.nan,
+                     "ours_share_pct": ours,
                      "paper_statistic": PAPER_MASK_STATISTIC,
                      "our_statistic": f"sentences whose [MASK] top path takes skip ({rule})"})
     out = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
@@ -217,8 +224,9 @@ def write_report(out_dir, model_label=None, figures=None, timings=None, *, rule=
     shown = comparison.copy()
     shown["paper"] = [f"{p:.1f}%" + (f" ({int(c):,}/{int(n):,})" if np.isfinite(c) else "")
                       for p, c, n in zip(shown["paper_pct"], shown["paper_count"], shown["paper_n"])]
-    shown["ours"] = [f"{o:.1f}% ({c:,}/{n:,})" if n else "– (no tokens)"
-                     for o, c, n in zip(shown["ours_pct"], shown["ours_count"], shown["n"])]
+    shown["ours"] = [f"{o:.1f}% ({c:,}/{n:,} {'top' if what.startswith('subject') else 'skip'})" if n
+                     else "– (no tokens)"
+                     for o, c, n, what in zip(shown["ours_pct"], shown["ours_count"], shown["n"], shown["what"])]
     shown["ours 95% CI"] = [f"{lo:.1f}–{hi:.1f}%" if np.isfinite(lo) else "–"
                             for lo, hi in zip(shown["ours_low_pct"], shown["ours_high_pct"])]
     shown = shown.rename(columns={"difference_pp": "ours − paper (pp)",
@@ -233,10 +241,9 @@ def write_report(out_dir, model_label=None, figures=None, timings=None, *, rule=
               f"- **paper, subject rows**: the {PAPER_SUBJECT_STATISTIC}: for every subject token, the value of its "
               "top unit's best path goes to the branch that path takes (0 to the others); the means over sentences "
               "are divided by their sum. So it weighs each win by how large the winning path is.",
-              f"- **ours, subject rows**: the share of subjects (with a known position) whose top path the "
-              f"{rule} rule credits to the branch. Our `branches` table stores which branch wins, not the winning "
-              "unit's value, so the paper's value-weighted ratio cannot be computed from it; the two agree on which "
-              "branch wins, not on the percentage.",
+              "- **ours, subject rows**: the same statistic from our `branches` table (`oplus_value`), over the "
+              "subjects with a known position; in brackets, how many subjects' top path the ⊕ rule credits to the "
+              "branch (a count, not value-weighted).",
               "- **ours, bucket-value share**: each branch's mean `bucket_sum` (every unit's top-path value summed "
               "into the bucket of the branch its path takes) over the sum of the four: value-weighted like the "
               "paper's number, but summing all units instead of keeping only the top one.",

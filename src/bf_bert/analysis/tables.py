@@ -5,7 +5,8 @@
     tokens     sentence_id · token_index · token · saliency · grad_x_input · log10_abs_grad ·
                entropy · max_grad · top_path
     branches   sentence_id · token_index · layer · branch (query/key/value/skip) · oplus (1 if the
-               token's top unit credits this branch) · bucket_sum · abs_share · entropy
+               token's top unit credits this branch) · oplus_value (that unit's max_grad value
+               where oplus is 1, else 0: the paper averages it) · bucket_sum · abs_share · entropy
 
 `q` is logit(target) − logit(contrast) (or the target's alone); `correct` is q > 0 with a
 contrast. Figures and aggregates read these tables only.
@@ -59,7 +60,8 @@ def _token_rows(tokenizer, row, readout, b):
     with np.errstate(divide="ignore"):
         log_abs = np.log10(readout.abs_grad[b, :n])
     return pd.DataFrame({
-        "sentence_id": row.item.id, "token_index": np.arange(n), "token": tokenizer.convert_ids_to_tokens(row.ids.tolist()),
+        "sentence_id": row.item.id, "token_index": np.arange(n),
+        "token": tokenizer.convert_ids_to_tokens(row.ids.tolist()),
         "saliency": readout.grad_norm[b, :n], "grad_x_input": readout.grad_x_input[b, :n],
         "log10_abs_grad": log_abs, "entropy": readout.entropy[b, :n], "max_grad": readout.max_grad[b, :n],
         "top_path": readout.top_path[b, :n]})
@@ -68,9 +70,10 @@ def _token_rows(tokenizer, row, readout, b):
 def _branch_rows(row, readout, b, n_layers):
     n, k = len(row.ids), len(ATTENTION_BRANCHES)
     layer, token, branch = np.meshgrid(np.arange(n_layers), np.arange(n), np.arange(k), indexing="ij")
+    credited = readout.oplus[b, :, :n, None] == np.arange(k)
     return pd.DataFrame({
         "sentence_id": row.item.id, "token_index": token.ravel(), "layer": layer.ravel(),
-        "branch": np.asarray(ATTENTION_BRANCHES)[branch.ravel()],
-        "oplus": (readout.oplus[b, :, :n, None] == np.arange(k)).astype(np.int8).ravel(),
+        "branch": np.asarray(ATTENTION_BRANCHES)[branch.ravel()], "oplus": credited.astype(np.int8).ravel(),
+        "oplus_value": np.where(credited, readout.oplus_value[b, :, :n, None], 0.0).ravel(),
         "bucket_sum": readout.buckets[b, :, :n].ravel(), "abs_share": readout.token_share[b, :, :n].ravel(),
         "entropy": readout.token_entropy[b, :, :n].ravel()})

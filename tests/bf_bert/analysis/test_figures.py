@@ -211,7 +211,7 @@ def test_figures_and_report_are_written(tmp_path):
         assert f"]({figure})" in text and (tmp_path / "run" / figure).stat().st_size > 10_000
     assert text.count(LABEL) >= 5                         # title, run table and every section
     assert "76.1%" in text and "23.9%" in text and "100.0% (1,000/1,000)" in text   # the paper's
-    assert "50.0% (1/2)" in text and "100.0% (3/3)" in text and "66.7% (2/3)" in text   # ours
+    assert "50.0% (1/2 top)" in text and "100.0% (3/3 skip)" in text and "66.7% (2/3 skip)" in text   # ours
     assert "-26.1" in text                                # key: 50.0 − 76.1
     assert "## Why these numbers may differ" in text and "float" in text and "neuron-granular" in text
     assert "| seconds | 1.500 |" in text
@@ -234,3 +234,20 @@ def test_markdown_table_without_tabulate():
     frame = pd.DataFrame({"name": ["a|b", None], "x": [1.23456, math.nan]})
     text = markdown_table(frame, {"x": ".2f"})
     assert text.splitlines() == ["| name | x |", "|:---|---:|", "| a\\|b | 1.23 |", "| – | – |"]
+
+
+def test_the_subject_comparison_is_the_papers_value_ratio_when_values_are_there():
+    # two subjects at the last layer: key credited with value 3, then value credited with value 1:
+    # the paper's statistic is 3 / (3 + 1) = 75% key, not one subject in two
+    rows = []
+    for sid, (winner, value) in {"s1": ("key", 3.0), "s2": ("value", 1.0)}.items():
+        for br in ("query", "key", "value", "skip"):
+            rows.append({"sentence_id": sid, "token_index": 1, "layer": 0, "branch": br, "oplus": int(br == winner),
+                         "oplus_value": value if br == winner else 0.0, "bucket_sum": 0.0, "abs_share": 0.25,
+                         "entropy": 0.0})
+    branches = pd.DataFrame(rows)
+    sentences = pd.DataFrame({"sentence_id": ["s1", "s2"], "subject_position": [1, 1], "attractor_positions": [[], []],
+                              "n_attractors": [0, 0], "mask_position": [2, 2]})
+    table = paper_comparison(branches, sentences).set_index(["what", "branch"])
+    assert table.loc[("subject, last layer", "key"), "ours_pct"] == pytest.approx(75.0)
+    assert table.loc[("subject, last layer", "key"), "ours_share_pct"] == pytest.approx(50.0)
