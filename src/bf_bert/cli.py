@@ -2,6 +2,7 @@
 
     bf-bert fill-mask "The keys to the cabinet [MASK] on the table." --targets is,are
     bf-bert explain "The keys to the cabinet [MASK] on the table." --target is --contrast are --out DIR
+    bf-bert analyze sva --data lgd_dataset.tsv --out runs/lgd     (see cli_analyze.py)
 
 Bad input ends with one line on stderr that names the fix and exit status 2, no traceback; what can
 be checked before the model loads (--model, --out) is. Warnings are one `bf-bert: warning:` line each.
@@ -13,6 +14,8 @@ import os
 import sys
 import tempfile
 import warnings
+
+from . import cli_analyze
 
 DEFAULT_MODEL_NOTE = ("default model: all-MiniLM-L6-v2 (a real pretrained encoder) with an MLM head this project "
                       "fitted on its own agreement sentences; not BERT-base")
@@ -55,6 +58,7 @@ def _parser():
                          help="explain the target's logit (default) or its log-probability (log-softmax over the "
                          "vocabulary)")
     explain.add_argument("--out", help="folder to write explanation.json and explanation.png into (made if missing)")
+    cli_analyze.add_commands(commands, UsageError)
     return parser
 
 
@@ -248,9 +252,12 @@ def main(argv=None):
         from .compile_cache import enable_compilation_cache
         enable_compilation_cache()
         # x64 for this call only: main() may run inside a user's process (a notebook, the tests)
-        x64 = jax.enable_x64(True) if args.dtype == "float64" else contextlib.nullcontext()
+        x64 = jax.enable_x64(True) if getattr(args, "dtype", None) == "float64" else contextlib.nullcontext()
         with x64, _warnings_as_lines():
-            (run_fill_mask if args.command == "fill-mask" else run_explain)(args)
+            if args.command == "analyze":
+                cli_analyze.run(args, UsageError)
+            else:
+                (run_fill_mask if args.command == "fill-mask" else run_explain)(args)
     except UsageError as err:
         print(f"bf-bert: error: {err}", file=sys.stderr)
         return 2

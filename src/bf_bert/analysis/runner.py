@@ -40,6 +40,7 @@ class Summary:
     skipped: list = field(default_factory=list)   # Skipped
     seconds: float = 0.0
     compiles: int = 0                             # (padded length, batch size) programs run cold
+    model_label: str = ""
 
     @property
     def sentences_per_second(self):
