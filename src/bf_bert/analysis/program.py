@@ -1,14 +1,15 @@
 """The compiled step every explanation runs: forward, one all-semiring backprop, read-out.
 
 `explain`, `explain_batch` and the dataset analysis call the same program. It is one
-`jax.jit` of a `jax.vmap` over sentences, built once per (model, quantity, contrast or not,
-semirings) and kept for the model's lifetime; XLA compiles it once per (batch size, padded
-length), and the weights are arguments, not constants, so the persistent compilation cache
-(`bf_bert.compile_cache`) serves every checkpoint of one architecture across processes.
+`jax.jit` of a `jax.vmap` over sentences, built once per (architecture, quantity, contrast or
+not, semirings) and kept for the process; XLA compiles it once per (batch size, padded length).
+The weights are arguments, not constants, so a second checkpoint of the same architecture (or
+the same one loaded again) reuses the compiled program, and the persistent compilation cache
+(`bf_bert.compile_cache`) serves them across processes.
 Per-row target/contrast ids and mask positions are traced, so one program serves any words.
 """
 
-import weakref
+import json
 from typing import NamedTuple
 
 import jax
@@ -135,22 +136,35 @@ def _credit(node, layer_path):
     return oplus, jnp.take_along_axis(hi[0], top_unit, axis=-1)[:, 0], jnp.where(one_hot, hi[0][..., None], 0).sum(1)
 
 
-_PROGRAMS = weakref.WeakKeyDictionary()  # model → {(quantity, has_contrast, values): jitted program}
+# (architecture, quantity, has_contrast, values) → jitted program. The program traces the first
+# model of an architecture (only its structure: its weights are swapped for the arguments), so
+# that model is kept alive here for the process.
+_PROGRAMS = {}
+
+
+def architecture(model):
+    """What a compiled program depends on: the class, the config (less names and paths), every
+    parameter's shape and dtype. Two loads of one checkpoint, or two checkpoints of one
+    architecture, give the same key."""
+    config = {k: v for k, v in model.config.to_dict().items()
+              if k not in ("_name_or_path", "name_or_path", "architectures", "transformers_version", "torch_dtype",
+                           "dtype", "_commit_hash")}
+    shapes = tuple((tuple(p.shape), str(p.dtype)) for p in model.parameters())
+    return type(model).__qualname__, json.dumps(config, sort_keys=True, default=str), shapes
 
 
 def compiled_program(model, quantity, has_contrast, values):
-    """The jitted, batched step for `model`: built once, reused by every later call.
+    """The jitted, batched step for `model`'s architecture: built once, reused by every later call.
 
     Signature: (params, ids, mask, token_types, positions, target_ids, contrast_ids) → Readout
     with a leading batch axis; params = [p.val for p in model.parameters()], ids/mask/token_types
     (B, L) int32, positions/target_ids/contrast_ids (B,) int32 (contrast ignored without one).
     """
-    key = (quantity, has_contrast, tuple(values))
-    programs = _PROGRAMS.setdefault(model, {})
-    if key not in programs:
-        programs[key] = jax.jit(jax.vmap(_one_sentence(model, quantity, has_contrast, tuple(values)),
-                                         in_axes=(None, 0, 0, 0, 0, 0, 0)))
-    return programs[key]
+    key = (architecture(model), quantity, has_contrast, tuple(values))
+    if key not in _PROGRAMS:
+        _PROGRAMS[key] = jax.jit(jax.vmap(_one_sentence(model, quantity, has_contrast, tuple(values)),
+                                          in_axes=(None, 0, 0, 0, 0, 0, 0)))
+    return _PROGRAMS[key]
 
 
 def _one_sentence(model, quantity, has_contrast, values):

@@ -50,7 +50,9 @@ def model_and_tokenizer(tmp_path_factory):
     folder = tmp_path_factory.mktemp("runner")
     BertForMaskedLM(config).save_pretrained(folder)
     with jax.enable_x64(True):
-        yield BFBertForMaskedLM.from_pretrained(folder, dtype="float64"), tokenizer
+        model = BFBertForMaskedLM.from_pretrained(folder, dtype="float64")
+        model.folder = folder
+        yield model, tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -122,6 +124,8 @@ def test_one_compile_per_bucket_and_batch_shape(collected, model_and_tokenizer):
     from bf_bert.analysis.program import compiled_program
     program = compiled_program(model, "logit", True, ("grad", "abs_val_grad", "entropy", "max_grad"))
     with jax.enable_x64(True):
+        again = BFBertForMaskedLM.from_pretrained(model.folder, dtype="float64")  # weights are arguments:
+        assert compiled_program(again, "logit", True, ("grad", "abs_val_grad", "entropy", "max_grad")) is program
         before = program._cache_size()
-        analyze(model, tokenizer, ITEMS[:3], batch_size=2, bucket=8, progress=False)
+        analyze(again, tokenizer, ITEMS[:3], batch_size=2, bucket=8, progress=False)
         assert program._cache_size() == before  # the same compiled programs, nothing new
