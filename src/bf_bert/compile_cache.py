@@ -13,13 +13,14 @@ def enable_compilation_cache():
     """Use $JAX_COMPILATION_CACHE_DIR if set, else $BF_BERT_CACHE/jax or ~/.cache/bf_bert/jax."""
     import jax
 
-    if os.environ.get("JAX_COMPILATION_CACHE_DIR") or jax.config.jax_compilation_cache_dir:
-        return jax.config.jax_compilation_cache_dir or os.environ["JAX_COMPILATION_CACHE_DIR"]
-    root = os.environ.get("BF_BERT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "bf_bert")
-    path = os.path.join(root, "jax")
+    path = jax.config.jax_compilation_cache_dir or os.environ.get("JAX_COMPILATION_CACHE_DIR")
+    if not path:
+        root = os.environ.get("BF_BERT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "bf_bert")
+        path = os.path.join(root, "jax")
     os.makedirs(path, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", path)
-    # the kernels are small and quick to compile one by one; together they are the cost
+    # the kernels are small and quick to compile one by one; together they are the cost, so
+    # every one is kept, wherever the cache folder came from
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     return path
