@@ -66,13 +66,29 @@ def _run_sva(args, usage_error):
         raise usage_error(f"--data {args.data!r}: no such file or folder")
     columns = {f"{c}_column": getattr(args, f"{c}_column") for c in ("text", "target", "contrast", "group", "id")
                if getattr(args, f"{c}_column")}
+    if columns and args.format not in (None, "columns"):
+        raise usage_error(f"{', '.join('--' + c.replace('_', '-') for c in columns)}: options of --format columns, "
+                          f"not of --format {args.format}")
+    if args.model is not None:
+        from .cli import _model_source
+        _model_source(args.model)  # a missing folder is one line, before the data are read
+    from .analysis.readers.load import datasets_module
+    datasets = datasets_module()  # first import: it sets HF_DATASETS_OFFLINE
+    verbosity = datasets.logging.get_verbosity()
+    # a file datasets cannot parse is also logged as an ERROR line: the one line below says it
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)
     try:
         summary = analyze_sva(args.data, args.out, model=args.model, format=args.format, limit=args.limit,
                               shard=args.shard, resume=args.resume, batch_size=args.batch_size, bucket=args.bucket,
                               top_path=args.top_path, dtype=args.dtype, columns=columns or None,
                               progress=sys.stderr.isatty())
-    except (StoreError, ValueError, FileNotFoundError) as err:
+    except (StoreError, ValueError, OSError) as err:  # OSError: a model folder that cannot be loaded
         raise usage_error(str(err).splitlines()[0]) from err
+    except datasets.exceptions.DatasetGenerationError as err:  # its own message says nothing; its cause does
+        raise usage_error(f"--data {args.data!r}: cannot read it ({str(err.__cause__ or err).splitlines()[0]})") \
+            from err
+    finally:
+        datasets.logging.set_verbosity(verbosity)
     print(f"{summary.explained} sentences explained in {summary.seconds:.1f} s "
           f"({summary.sentences_per_second:.2f}/s, {summary.compiles} compiled shapes); "
           f"{len(summary.skipped)} skipped")
@@ -83,6 +99,10 @@ def _run_sva(args, usage_error):
         print(f"  skipped {count}: {reason}")
     from .analysis.shards import resolve_shard
     if resolve_shard(args.shard)[1] == 1:
+        from .analysis.store import tables
+        if not summary.explained and "tokens" not in tables(args.out):
+            raise usage_error(f"no row of --data {args.data!r} could be explained (see the reasons above), so "
+                              "there is no report")
         _report(args.out, usage_error)
     else:
         print(f"shard done; when every shard is: bf-bert analyze merge {args.out}")
@@ -90,8 +110,9 @@ def _run_sva(args, usage_error):
 
 def _report(out, usage_error):
     from .analysis.report import write_report
+    from .analysis.store import StoreError
     try:
         path = write_report(out)
-    except FileNotFoundError as err:
+    except (FileNotFoundError, StoreError) as err:  # StoreError: a folder without tables (not a run)
         raise usage_error(str(err).splitlines()[0]) from err
     print(f"wrote {path} (tables, figures and the paper's numbers beside ours)")
