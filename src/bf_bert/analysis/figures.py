@@ -305,13 +305,15 @@ def figure_top_path_by_layer(source, path, model_label, *, rule="oplus", statist
     plt = _pyplot()
     with plt.rc_context({"text.parse_math": False, "font.size": 10.5}):
         rows, cols = (2, 2) if len(groups) == 4 else (1, len(groups))
-        figure, grid = plt.subplots(rows, cols, figsize=(5.4 * cols, 3.9 * rows + 1.9), sharey=True, squeeze=False)
+        # values differ by orders of magnitude between panels ([MASK] vs the rest): own y scales
+        figure, grid = plt.subplots(rows, cols, figsize=(5.4 * cols, 3.9 * rows + 1.9), sharey=statistic == "share",
+                                    squeeze=False)
         axes = grid.ravel()
         drawn = set()
         layers = sorted(int(layer) for layer in table["layer"].unique())
         for ax, group in zip(axes, groups):
             drawn |= _top_path_panel(ax, table[table["group"] == group], group, statistic, layers)
-        for ax in grid[:, 0]:
+        for ax in (grid[:, 0] if statistic == "share" else axes):
             ax.set_ylabel(STATISTICS[statistic])
         handles = [h for h, label in zip(*axes[0].get_legend_handles_labels()) if label in drawn] or \
             axes[0].get_legend_handles_labels()[0]
