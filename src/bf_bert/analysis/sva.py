@@ -28,7 +28,10 @@ def load_model(model=None, dtype="float64"):
         folder, label = default_model_path(), DEFAULT_MODEL_LABEL
     else:
         folder, label = model, str(model)
-    return load_masked_lm(folder, dtype=dtype), AutoTokenizer.from_pretrained(folder), label
+    # a hub id is read from the local cache only: transformers would otherwise ask the network first
+    options = {} if os.path.isdir(folder) else {"local_files_only": True}
+    return (load_masked_lm(folder, dtype=dtype, **options), AutoTokenizer.from_pretrained(folder, **options),
+            label)
 
 
 def analyze_sva(data, out_dir, *, model=None, format=None, limit=None, shard=None, resume=False, batch_size=8,
