@@ -298,8 +298,9 @@ def write_report(out_dir, model_label=None, figures=None, timings=None, *, rule=
               f"this run read {config.get('data', 'its own data')!s} ({len(sentences):,} sentences). The mix of "
               "constructions, lengths and attractor counts changes every share. LGD-style data do not say where "
               "the subject and attractors are, so those groups may be small or empty here.",
-              "- **Statistic.** The paper's subject percentages are ratios of mean top-path values; ours are "
-              "shares of sentences (see above). The [MASK] counts are the same kind of number in both.",
+              "- **Statistic.** The subject percentages are ratios of mean top-path values in both (ours from "
+              "`oplus_value`; tables without that column fall back to shares of sentences, and the row says so); "
+              "the [MASK] rows count sentences in both.",
               "- **Op-granular vs neuron-granular max.** The ⊕ and bucket-sum credits use the operation-granular "
               "max-product (`max_grad`), as the original brunoflow does: inside one op the routes are summed, and "
               "only across the ops that read a node does the max pick a winner, so a \"top path\" there is not a "
