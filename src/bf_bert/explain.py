@@ -3,8 +3,9 @@
 The quantity q is the logit (or log-probability) of `target` at the mask, minus that of
 `contrast` when given ("is" vs "are"). Branches are found by module path — the consumers of
 a layer's input made by `...attention.self.query/key/value` and `...attention.output` (the
-skip connection) — never by node names. `analyse` computes every number as device arrays
-with no host reads, so `explain_batch` runs it as one jitted program per padded length.
+skip connection) — never by node names. `analysis.program.read_out` computes every number
+as device arrays with no host reads, so the same read-out runs inside the compiled programs of
+`explain_batch` and the dataset analysis.
 """
 
 import jax.numpy as jnp
@@ -12,17 +13,13 @@ import numpy as np
 
 import brunoflow as bf
 from brunoflow import func as F
-from brunoflow.ad.backprop import ancestors
 
-from .explanation import (ATTENTION_BRANCHES, MLP_BRANCHES, Explanation, Hop, LayerAttribution,
-                          TokenAttribution)
+from .analysis.program import branch_of, read_out
+from .explanation import ATTENTION_BRANCHES, MLP_BRANCHES, Explanation, Hop, LayerAttribution, TokenAttribution
 
 QUANTITIES = ("logit", "log_prob")
 # max_grad (operation-granular, as the original) credits branches; max_path gives the exact top path
 VALUES = ("grad", "abs_val_grad", "entropy", "max_grad", "max_path")
-# consumer module path, relative to its layer → the branch it is
-_BRANCH_OF = {"attention.self.query": "query", "attention.self.key": "key", "attention.self.value": "value",
-              "attention.output": "skip", "intermediate.dense": "mlp", "output": "skip"}
 
 
 def word_id(tokenizer, word, role="target"):
@@ -88,32 +85,6 @@ def _words(target_id, contrast_id):
     return jnp.stack([jnp.asarray(i, jnp.int32) for i in ids])
 
 
-def analyse(model, value, embeddings, hidden_states):
-    """Every number of an Explanation but the top path, as device arrays (row 0 of the batch)."""
-    a = embeddings.abs_val_grad[0]
-    h = embeddings.entropy_wrt_output[0]
-    grad = embeddings.grad[0]
-    result = {"value": value.val, "grad_norm": jnp.linalg.norm(grad, axis=-1),
-              "grad_x_input": (grad * embeddings.val[0]).sum(-1), "abs_grad": a.sum(-1),
-              "entropy": _entropy(a.sum(-1), h.sum(-1)),
-              "max_grad": embeddings.max_grad_of_output_wrt_node[0][0].max(-1),
-              "top_path": (jnp.full(a.shape[:1], jnp.nan, a.dtype) if embeddings.max_path_of_output_wrt_node is None
-                           else embeddings.max_path_of_output_wrt_node[0][0].max(-1))}
-    last = _last_node_per_module(value)
-    per_layer = []
-    for layer in range(model.config.num_hidden_layers):
-        layer_path = f"{model.base_model_prefix}.encoder.layer.{layer}"
-        attention_output = last[f"{layer_path}.attention.output.LayerNorm"]
-        shares_a, entropy_a = _shares_and_entropy(hidden_states[layer], layer_path, ATTENTION_BRANCHES)
-        shares_m, entropy_m = _shares_and_entropy(attention_output, layer_path, MLP_BRANCHES)
-        oplus, buckets = _credit(hidden_states[layer], layer_path)
-        per_layer.append((shares_a, entropy_a, shares_m, entropy_m, oplus, buckets))
-    for k, name in enumerate(("attention_share", "attention_entropy", "mlp_share", "mlp_entropy", "oplus",
-                              "buckets")):
-        result[name] = jnp.stack([entry[k] for entry in per_layer])
-    return result
-
-
 def explain(model, tokenizer, text, target, contrast=None, quantity="logit"):
     """Explain the prediction of `target` (vs `contrast`) at the one mask token of `text`.
 
@@ -128,7 +99,7 @@ def explain(model, tokenizer, text, target, contrast=None, quantity="logit"):
     value, embeddings, hidden_states = run(model, encoded["input_ids"], encoded.get("attention_mask"),
                                            encoded.get("token_type_ids"), position, target_id, contrast_id,
                                            quantity)
-    arrays = {k: np.asarray(v) for k, v in analyse(model, value, embeddings, hidden_states).items()}
+    arrays = {k: np.asarray(v) for k, v in read_out(model, value, embeddings, hidden_states)._asdict().items()}
     check_finite(arrays, embeddings.dtype)
     hops, walk = _top_path(embeddings)
     tokens = tokenizer.convert_ids_to_tokens(encoded["input_ids"][0].tolist())
@@ -150,12 +121,6 @@ def token_attribution(arrays, length=None):
     return TokenAttribution(**{k: arrays[k][:length] for k in TokenAttribution.__dataclass_fields__})
 
 
-def _entropy(a, h):
-    """Entropy of pooled paths from the summed entropy-semiring pair (a, h): h/a + log a."""
-    safe = jnp.where(a > 0, a, 1.0)
-    return jnp.where(a > 0, h / safe + jnp.log(safe), 0.0)
-
-
 def _top_path(embeddings):
     """(Hops listed output first, the raw walk from the embedding unit whose top path is largest)."""
     hi = np.asarray(embeddings.max_path_of_output_wrt_node[0])
@@ -163,45 +128,6 @@ def _top_path(embeddings):
     walk = bf.top_path(embeddings, start)
     return [Hop(module_path=h.node.module_path, op=h.node.op.name if h.node.op else "inputs_embeds",
                 position=tuple(int(i) for i in h.index), value=h.value) for h in reversed(walk)], walk
-
-
-def _last_node_per_module(root):
-    """module path → the last node made there (a module's output), over the whole graph."""
-    last = {}
-    for node in sorted(ancestors(root), key=lambda n: n._order):
-        last[node.module_path] = node
-    return last
-
-
-def _branch(consumer, layer_path):
-    relative = consumer.module_path[len(layer_path) + 1:] if consumer.module_path.startswith(layer_path) else ""
-    return _BRANCH_OF.get(relative, "other")
-
-
-def _shares_and_entropy(node, layer_path, branches):
-    """Per branch: share of the abs-gradient mass reaching `node`, and the entropy of its paths."""
-    mass = {b: 0.0 for b in branches}
-    h_total = {b: 0.0 for b in branches}
-    for consumer, (a, h) in bf.consumer_flows(node, "entropy"):
-        name = _branch(consumer, layer_path)
-        if name in mass:
-            mass[name] = mass[name] + a.sum()
-            h_total[name] = h_total[name] + h.sum()
-    a_all = jnp.stack([jnp.asarray(mass[b]) for b in branches])
-    h_all = jnp.stack([jnp.asarray(h_total[b]) for b in branches])
-    return a_all / a_all.sum(), _entropy(a_all, h_all)
-
-
-def _credit(node, layer_path):
-    """Per token of a layer input: the oplus branch code, and the bucket_sum buckets (S, 4)."""
-    codes = [ATTENTION_BRANCHES.index(b) if b in ATTENTION_BRANCHES else len(ATTENTION_BRANCHES)
-             for b in (_branch(c, layer_path) for c in node.get_parents())]
-    table = jnp.asarray(codes + [len(ATTENTION_BRANCHES)], jnp.int32)  # index -1: nothing flowed
-    hi, winner = node.max_grad_of_output_wrt_node
-    branch = table[winner[0]]                                           # (S, H)
-    oplus = jnp.take_along_axis(branch, jnp.argmax(hi[0], axis=-1)[:, None], axis=-1)[:, 0]
-    one_hot = branch[..., None] == jnp.arange(len(ATTENTION_BRANCHES))
-    return oplus, jnp.where(one_hot, hi[0][..., None], 0).sum(axis=1)
 
 
 def layer_attribution(arrays, layer, module_path, length=None, top_path_token=None, top_path_branch=None):
@@ -223,5 +149,5 @@ def _layer_attribution(model, arrays, layer, layer_input, walk):
     token, branch = None, None
     for here, nxt in zip(walk, walk[1:]):
         if here.node is layer_input:
-            token, branch = int(here.index[1]), _branch(nxt.node, layer_path)
+            token, branch = int(here.index[1]), branch_of(nxt.node, layer_path)
     return layer_attribution(arrays, layer, layer_path, top_path_token=token, top_path_branch=branch)

@@ -11,8 +11,9 @@ import math
 import jax
 import numpy as np
 
-from .explain import (VALUES, analyse, check_finite, check_model, layer_attribution, mask_position, run,
-                      token_attribution, word_id)
+from .analysis.program import read_out
+from .explain import (VALUES, check_finite, check_model, layer_attribution, mask_position, run, token_attribution,
+                      word_id)
 from .explanation import Explanation, rows_to_dataframe
 
 
@@ -65,7 +66,7 @@ def explain_batch(model, tokenizer, texts, target, contrast=None, quantity="logi
         padded[0, :len(ids)] = ids
         mask = (np.arange(length) < len(ids)).astype(np.int32)[None]
         arrays = {key: np.asarray(v) for key, v in program(padded, mask, np.zeros_like(mask), positions[k],
-                                                           target_id, contrast_id or 0).items()}
+                                                           target_id, contrast_id or 0)._asdict().items()}
         check_finite(arrays, model.dtype)
         explanations[k] = Explanation(
             text=texts[k], tokens=tokenizer.convert_ids_to_tokens(ids.tolist()), mask_position=positions[k],
@@ -79,7 +80,7 @@ def explain_batch(model, tokenizer, texts, target, contrast=None, quantity="logi
 def _program(model, quantity, has_contrast, values, ids, mask, token_types, position, target_id, contrast_id):
     value, embeddings, hidden_states = run(model, ids, mask, token_types, position, target_id,
                                            contrast_id if has_contrast else None, quantity, values)
-    return analyse(model, value, embeddings, hidden_states)
+    return read_out(model, value, embeddings, hidden_states)
 
 
 def _progress(items, enabled):
