@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .figures import (BRANCHES, CREDITS, GROUP_TITLES, GROUPS, RULE_NAMES, accuracy_and_entropy_by_attractors,
-                      top_path_by_layer, write_figures)
+from .aggregates import (BRANCHES, CREDITS, GROUP_TITLES, GROUPS, RULE_NAMES, accuracy_and_entropy_by_attractors,
+                         top_path_by_layer)
+from .figures import write_figures
 
 # The paper's §5.2 numbers, as our issue quotes them. Subject: share (%) of the top-path value
 # at the last layer through each branch (the ratio of mean ⊕ top-path values, per the authors'
@@ -206,7 +207,7 @@ def write_report(out_dir, model_label=None, figures=None, timings=None, *, rule=
     skipped = got.get("skipped")
     scored = sentences["correct"].dropna().astype(bool)
 
-    lines = [f"# Subject–verb agreement: top gradient paths and path entropy", "",
+    lines = ["# Subject–verb agreement: top gradient paths and path entropy", "",
              f"**Model: {model_label}.** Every table and figure below comes from this model's run; none is from "
              f"the paper's model.", "",
              "## Run", ""]

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bf_bert.analysis import aggregates as A
 from bf_bert.analysis import figures as F
 from bf_bert.analysis.report import markdown_table, paper_comparison, write_report
 
@@ -63,14 +64,14 @@ def cell(top, group, layer, branch, column="share"):
 
 def test_oplus_shares_by_group_match_hand_counts():
     sentences, _, branches = tables()
-    top = F.top_path_by_layer(branches, sentences)
-    assert set(top["group"]) == set(F.GROUPS) and set(top["branch"]) == set(F.CREDITS)
-    assert len(top) == len(F.GROUPS) * 2 * len(F.CREDITS)
+    top = A.top_path_by_layer(branches, sentences)
+    assert set(top["group"]) == set(A.GROUPS) and set(top["branch"]) == set(A.CREDITS)
+    assert len(top) == len(A.GROUPS) * 2 * len(A.CREDITS)
     # all: 13 tokens per layer
     assert (top.loc[top["group"] == "all", "n"] == 13).all()
     assert cell(top, "all", 0, "key", "count") == 1 and cell(top, "all", 0, "skip", "count") == 12
     expected = {"query": 1, "key": 2, "value": 1, "skip": 8, "other": 1}
-    assert {br: cell(top, "all", 1, br, "count") for br in F.CREDITS} == expected
+    assert {br: cell(top, "all", 1, br, "count") for br in A.CREDITS} == expected
     assert cell(top, "all", 1, "skip") == pytest.approx(8 / 13)
     # subject: s1 and s3 (s2 unknown)
     assert cell(top, "subject", 0, "skip") == 0.5 and cell(top, "subject", 0, "key") == 0.5
@@ -87,7 +88,7 @@ def test_oplus_shares_by_group_match_hand_counts():
 
 def test_unknown_positions_are_left_out_and_counted():
     sentences, _, branches = tables()
-    top = F.top_path_by_layer(branches, sentences)
+    top = A.top_path_by_layer(branches, sentences)
     subject = top[top["group"] == "subject"]
     assert (subject["n"] == 2).all() and (subject["n_sentences"] == 2).all() and (subject["n_unknown"] == 1).all()
     attractors = top[top["group"] == "attractors"]
@@ -104,10 +105,10 @@ def test_partly_unknown_attractor_positions_leave_the_sentence_out():
             ("c", 6, 5, 1, [2, 3], -1, True),   # count unknown, positions given: known
             ("d", 6, 5, -1, [], -1, True)]      # nothing known
     sentences, _, branches = tables(rows, credit={}, buckets={})
-    chosen, unknown = F.group_tokens(sentences)["attractors"]
+    chosen, unknown = A.group_tokens(sentences)["attractors"]
     assert unknown == 3
     assert sorted(map(tuple, chosen.to_numpy().tolist())) == [("c", 2), ("c", 3)]
-    top = F.top_path_by_layer(branches, sentences)
+    top = A.top_path_by_layer(branches, sentences)
     assert cell(top, "attractors", 0, "skip", "n") == 2 and cell(top, "attractors", 0, "skip", "n_unknown") == 3
     assert cell(top, "subject", 0, "skip", "n") == 3 and cell(top, "subject", 0, "skip", "n_unknown") == 1
 
@@ -115,22 +116,22 @@ def test_partly_unknown_attractor_positions_leave_the_sentence_out():
 def test_no_known_subject_gives_rows_with_n_zero():
     rows = [("a", 5, 3, -1, [], 1, True), ("b", 5, 3, -1, [], 2, False)]
     sentences, _, branches = tables(rows, credit={}, buckets={})
-    top = F.top_path_by_layer(branches, sentences)
+    top = A.top_path_by_layer(branches, sentences)
     subject = top[top["group"] == "subject"]
-    assert len(subject) == 2 * len(F.CREDITS)
+    assert len(subject) == 2 * len(A.CREDITS)
     assert (subject["n"] == 0).all() and subject["share"].isna().all() and (subject["n_unknown"] == 2).all()
 
 
 def test_bucket_sum_credits_the_argmax_bucket():
     sentences, _, branches = tables()
-    credit = F.credited_branches(branches, "bucket_sum").set_index(["sentence_id", "token_index", "layer"])
+    credit = A.credited_branches(branches, "bucket_sum").set_index(["sentence_id", "token_index", "layer"])
     assert credit.loc[("s1", 1, 1), "credited"] == "value"     # ⊕ says key; the value bucket is largest
     assert credit.loc[("s3", 0, 0), "credited"] == "key"       # key and value tie at 0.4: key comes first
     assert credit.loc[("s2", 0, 1), "credited"] == "other"     # every bucket 0: nothing flowed
     assert credit.loc[("s1", 0, 0), "credited"] == "skip"
-    oplus = F.credited_branches(branches, "oplus").set_index(["sentence_id", "token_index", "layer"])
+    oplus = A.credited_branches(branches, "oplus").set_index(["sentence_id", "token_index", "layer"])
     assert oplus.loc[("s1", 1, 1), "credited"] == "key" and oplus.loc[("s2", 0, 1), "credited"] == "other"
-    top = F.top_path_by_layer(branches, sentences, rule="bucket_sum")
+    top = A.top_path_by_layer(branches, sentences, rule="bucket_sum")
     assert (top["rule"] == "bucket_sum").all()
     assert cell(top, "subject", 1, "value") == 1.0 and cell(top, "subject", 1, "key") == 0
     # mean bucket over the two subjects at layer 1: value (0.5 + 1) / 2, key (0.3 + 0) / 2
@@ -138,23 +139,23 @@ def test_bucket_sum_credits_the_argmax_bucket():
     assert cell(top, "subject", 1, "key", "mean_bucket") == pytest.approx(0.15)
     assert math.isnan(cell(top, "subject", 1, "other", "mean_bucket"))
     with pytest.raises(ValueError, match="rule"):
-        F.credited_branches(branches, "sum")
+        A.credited_branches(branches, "sum")
 
 
 def test_wilson_interval_known_cases():
-    low, high = F.wilson_interval(8, 10)   # Newcombe (1998): 0.4902–0.9433
+    low, high = A.wilson_interval(8, 10)   # Newcombe (1998): 0.4902–0.9433
     assert (float(low), float(high)) == pytest.approx((0.4902, 0.9433), abs=5e-5)
-    low, high = F.wilson_interval(0, 10)   # 0–0.2775
+    low, high = A.wilson_interval(0, 10)   # 0–0.2775
     assert (float(low), float(high)) == pytest.approx((0.0, 0.2775), abs=5e-5)
-    low, high = F.wilson_interval(np.array([5, 0]), np.array([10, 0]))
+    low, high = A.wilson_interval(np.array([5, 0]), np.array([10, 0]))
     assert low[0] == pytest.approx(1 - high[0]) and np.isnan(low[1]) and np.isnan(high[1])
-    mean, lo, hi = F.mean_interval([1.0, 2.0, 3.0, math.nan])   # t(0.975, 2) = 4.3027
+    mean, lo, hi = A.mean_interval([1.0, 2.0, 3.0, math.nan])   # t(0.975, 2) = 4.3027
     assert (mean, lo, hi) == pytest.approx((2.0, 2 - 4.302653 / math.sqrt(3), 2 + 4.302653 / math.sqrt(3)))
 
 
 def test_accuracy_and_entropy_by_attractors():
     sentences, tokens, _ = tables()
-    table = F.accuracy_and_entropy_by_attractors(sentences, tokens).set_index("n_attractors")
+    table = A.accuracy_and_entropy_by_attractors(sentences, tokens).set_index("n_attractors")
     assert list(table.index) == [0, 1, 2]
     assert table.loc[2, "accuracy"] == 1.0 and table.loc[1, "accuracy"] == 0.0
     assert table.loc[0, "n_scored"] == 0 and math.isnan(table.loc[0, "accuracy"])   # s3 has no contrast
@@ -164,7 +165,7 @@ def test_accuracy_and_entropy_by_attractors():
 
     rows = [(f"x{k}", 4, 2, 1, [], 1, k < 8) for k in range(10)] + [("u", 4, 2, 1, [], -1, True)]
     sentences, tokens, _ = tables(rows, credit={}, buckets={})
-    table = F.accuracy_and_entropy_by_attractors(sentences, tokens)
+    table = A.accuracy_and_entropy_by_attractors(sentences, tokens)
     assert table.attrs["n_unknown"] == 1 and list(table["n_attractors"]) == [1]
     row = table.iloc[0]
     assert (row["n"], row["n_scored"], row["n_correct"], row["accuracy"]) == (10, 10, 8, 0.8)
@@ -192,7 +193,7 @@ def test_paper_comparison_puts_the_papers_numbers_beside_ours():
 
 def test_figures_and_report_are_written(tmp_path):
     sentences, tokens, branches = tables()
-    top = F.top_path_by_layer(branches, sentences)
+    top = A.top_path_by_layer(branches, sentences)
     written = [F.figure_top_path_by_layer(top, tmp_path / "top.png", LABEL),
                F.figure_top_path_by_layer((branches, sentences), tmp_path / "top_bucket.png", LABEL,
                                           rule="bucket_sum", statistic="mean_bucket", mask_panel=False),
