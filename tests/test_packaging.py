@@ -1,4 +1,4 @@
-"""The wheel installs the BF overlay next to transformers' own files and never over them (DESIGN §2).
+"""The wheel installs the BF overlay next to transformers' own files and never over them (docs/architecture.md §5).
 
 transformers exports a module's `__all__` when its folder scan finds the module, so the wheel
 ships bare files: no `transformers/**/__init__.py` (it would replace transformers' own) and no

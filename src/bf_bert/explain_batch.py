@@ -2,7 +2,7 @@
 
 Each sentence is padded (attention-masked) to a multiple of `bucket` tokens, so sentences of
 similar length share one compiled XLA program of the whole forward + backprop + analysis
-(DESIGN §3); the top path, a host-side walk, is left to `explain` for single sentences.
+(docs/architecture.md §2); the top path, a host-side walk, is left to `explain` for single sentences.
 """
 
 import functools

@@ -37,7 +37,7 @@ def main():
               f"{float(entropy[e]):9.4f}{float(hi[e]):9.4f}   {_path_text(bf.top_path(x, e))}")
     print("\nentropy: Shannon entropy (nats) of the gradient paths from the feature to the score, "
           "each path weighted by its product of |partials|;\nmax: operation-granularity max-product "
-          "(DESIGN §3); the path follows its back-pointers.")
+          "(docs/architecture.md §2); the path follows its back-pointers.")
 
 
 if __name__ == "__main__":

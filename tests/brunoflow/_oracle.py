@@ -12,7 +12,7 @@ or entropy, and for the path-enumeration max/min a structural zero (an off-diago
 of an elementwise Jacobian) is not a path.
 
 * `path_values()` enumerates every path explicitly (DFS) from every scalar to `y`.
-* `op_max_min()` is the operation-granularity max/min-product of DESIGN §3/§7 on dense
+* `op_max_min()` is the operation-granularity max/min-product of docs/architecture.md §2 on dense
   Jacobians: sum inside an op, max/min across consumer ops, ties to the lowest op index.
 """
 

@@ -1,6 +1,6 @@
 """Edge maps φ: what a semiring does to each Jacobian entry w before it multiplies.
 
-Every semiring pass needs an op's VJP under one of these maps (DESIGN §3). An op's
+Every semiring pass needs an op's VJP under one of these maps (docs/architecture.md §2). An op's
 Jacobian rule only has to apply φ to arrays (elementwise partials, the other operand of a
 contraction) or to a Python constant (the 0/1 entries of a structural op).
 """

@@ -1,4 +1,4 @@
-"""A whole forward + backprop + read-out can run under jax.jit and jax.vmap (DESIGN §3)."""
+"""A whole forward + backprop + read-out can run under jax.jit and jax.vmap (docs/architecture.md §2)."""
 
 import jax
 import jax.numpy as jnp

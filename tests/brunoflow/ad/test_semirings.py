@@ -116,7 +116,7 @@ def test_operation_granularity_equals_path_max_when_every_op_is_one_to_one():
 
 
 def test_operation_granularity_sums_inside_an_op():
-    # x (1,) broadcast against w (3,): three paths x→out_j→y inside ONE mul. DESIGN §3: the
+    # x (1,) broadcast against w (3,): three paths x→out_j→y inside ONE mul. docs/architecture.md §3: the
     # max is taken across consumer ops, the paths inside one op are summed.
     w = np.array([2.0, -1.0, 0.5], np.float32)
     leaves, root, ops = _build([np.array([1.5], np.float32), w], [

@@ -41,7 +41,7 @@ def test_contraction(fn_bf, fn_jnp, shapes, ops):
 
 
 # One operand: every Jacobian entry is the constant 1 (a permutation, a diagonal, a sum),
-# so −|w| log|w| = 0 and the entropy of a path through it adds nothing (DESIGN §3).
+# so −|w| log|w| = 0 and the entropy of a path through it adds nothing (docs/architecture.md §3).
 UNARY = [
     ("einsum_transpose", "ij->ji", [(3, 4)]),
     ("einsum_diagonal", "ii->i", [(3, 3)]),

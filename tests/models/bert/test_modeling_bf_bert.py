@@ -382,7 +382,7 @@ def test_minilm_all_semiring_backprop_in_float64():
 
 
 def test_forward_and_backprop_run_inside_jax_jit(loaded):
-    # DESIGN §3: a whole forward + backprop + read-out is one XLA program under jax.jit
+    # docs/architecture.md §2: a whole forward + backprop + read-out is one XLA program under jax.jit
     model, inputs, _ = loaded
 
     def analyse(input_ids, attention_mask):
