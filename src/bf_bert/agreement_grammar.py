@@ -165,6 +165,19 @@ def _rc_verb(rng, object_kind):
     return rng.choice(RC_VERBS["any"] + (RC_VERBS["animate"] if object_kind in ANIMATE else []))
 
 
+def _main_verb(rng, kind, verb_kind, number):
+    """(the verb in the subject's number, in the other number, what follows it); one draw from
+    `rng`, the same draw both generators have always made."""
+    if verb_kind == "regular":
+        singular, plural, rest = rng.choice(ACTIONS[kind])
+        forms = (singular, plural)
+    else:
+        forms = COPULAS[verb_kind]
+        rest = rng.choice(STATES[kind] if verb_kind != "has" else POSSESSIONS[kind])
+    verb, other = (forms[0], forms[1]) if number == SG else (forms[1], forms[0])
+    return verb, other, rest
+
+
 def _sentence(rng, nouns, construction, verb_kind) -> Sentence:
     # only people and animals can carry a subject relative clause
     subject_kinds = ANIMATE if construction == "subject_rc" else tuple(NOUNS)
@@ -182,13 +195,7 @@ def _sentence(rng, nouns, construction, verb_kind) -> Sentence:
         attractor, attractor_number, _ = _noun(rng, nouns, ANIMATE)
         subject += ["that"] + attractor + [_rc_verb(rng, kind)[attractor_number == PL]]
 
-    if verb_kind == "regular":
-        singular, plural, rest = rng.choice(ACTIONS[kind])
-        forms = (singular, plural)
-    else:
-        forms = COPULAS[verb_kind]
-        rest = rng.choice(STATES[kind] if verb_kind != "has" else POSSESSIONS[kind])
-    verb, other = (forms[0], forms[1]) if number == SG else (forms[1], forms[0])
+    verb, other, rest = _main_verb(rng, kind, verb_kind, number)
     words = tuple(subject + [verb] + rest.split() + ["."])
     return Sentence(words, len(subject), number, other, verb_kind, construction, attractor_number)
 
@@ -316,13 +323,7 @@ def _attractor_sentence(rng, nouns, construction, verb_kind, k, mixed_numbers) -
         pp_chain(rc_kind, k - 1)
         words.append(_rc_verb(rng, kind)[rc_number == PL])
 
-    if verb_kind == "regular":
-        singular, plural, rest = rng.choice(ACTIONS[kind])
-        forms = (singular, plural)
-    else:
-        forms = COPULAS[verb_kind]
-        rest = rng.choice(STATES[kind] if verb_kind != "has" else POSSESSIONS[kind])
-    verb, other_verb = (forms[0], forms[1]) if number == SG else (forms[1], forms[0])
+    verb, other_verb, rest = _main_verb(rng, kind, verb_kind, number)
     verb_index = len(words)
     words += [verb] + rest.split() + ["."]
     return AttractorSentence(tuple(words), verb_index, number, other_verb, verb_kind, construction,

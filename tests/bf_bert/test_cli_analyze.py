@@ -15,18 +15,9 @@ from bf_bert.analysis.shards import shard_of
 from bf_bert.analysis.store import read_table
 from bf_bert.cli import main
 
-from .tiny import tiny_masked_lm
+from .tiny import LGD_GOOD, tiny_masked_lm, write_lgd
 
-GOOD = [  # n_attractors, masked sentence, good word, bad word: each at most 16 tokens
-    (1, "the keys to the cabinet ***mask*** on the table .", "are", "is"),
-    (0, "the dog ***mask*** here .", "is", "are"),
-    (1, "the authors near the door ***mask*** well .", "write", "writes"),
-    (0, "the box ***mask*** old .", "was", "were"),
-    (2, "the label on the boxes in the rooms ***mask*** torn .", "is", "are"),
-    (1, "the pilots of the plane ***mask*** tired .", "are", "is"),
-    (0, "the children ***mask*** happy .", "are", "is"),
-    (1, "the man with the dogs ***mask*** here .", "is", "are"),
-]
+GOOD = LGD_GOOD[:8]
 BAD = [(0, "the dog is here .", "is", "are"),                      # no mask: skipped by the reader
        (0, "the dog ***mask*** here .", "is", "xylophonists")]     # two word pieces: skipped by the runner
 # the file: GOOD[0] (LGD is detected from its first row, so a good one), BAD, the rest of GOOD
@@ -58,8 +49,7 @@ def model(tmp_path_factory):
 def data(tmp_path_factory):
     path = tmp_path_factory.mktemp("cli-analyze-data") / "lgd.tsv"
     rows = GOOD[:1] + BAD + GOOD[1:]
-    path.write_text("".join(f"{n}\t{s.replace('***mask***', w)}\t{s}\t{w}\t{b}\n" for n, s, w, b in rows))
-    return str(path)
+    return str(write_lgd(path, rows))
 
 
 def sva(data, out, model, *more):

@@ -1,4 +1,5 @@
-"""A tiny seeded BertForMaskedLM checkpoint with the real MiniLM tokenizer, for workflow tests."""
+"""A tiny seeded BertForMaskedLM checkpoint with the real MiniLM tokenizer, and LGD-format rows,
+for workflow tests."""
 
 import os
 
@@ -21,3 +22,25 @@ def tiny_masked_lm(folder, seed, tokenizer=None):
     BertForMaskedLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return str(folder)
+
+
+# LGD rows (n_attractors, masked sentence with ***mask***, good word, bad word), each at most 16
+# tokens: one padded-length bucket, so one compile
+LGD_GOOD = [
+    (1, "the keys to the cabinet ***mask*** on the table .", "are", "is"),
+    (0, "the dog ***mask*** here .", "is", "are"),
+    (1, "the authors near the door ***mask*** well .", "write", "writes"),
+    (0, "the box ***mask*** old .", "was", "were"),
+    (2, "the label on the boxes in the rooms ***mask*** torn .", "is", "are"),
+    (1, "the pilots of the plane ***mask*** tired .", "are", "is"),
+    (0, "the children ***mask*** happy .", "are", "is"),
+    (1, "the man with the dogs ***mask*** here .", "is", "are"),
+    (0, "the report ***mask*** long .", "is", "are"),
+    (1, "the cats near the house ***mask*** hungry .", "were", "was"),
+]
+
+
+def write_lgd(path, rows):
+    """An LGD TSV (no header: n_attractors, sentence, masked sentence, good word, bad word)."""
+    path.write_text("".join(f"{n}\t{s.replace('***mask***', w)}\t{s}\t{w}\t{b}\n" for n, s, w, b in rows))
+    return path

@@ -15,21 +15,9 @@ from bf_bert.analysis.shards import shard_of
 from bf_bert.analysis.store import StoreError, TableWriter, merge, read_table
 from bf_bert.analysis.sva import analyze_sva
 
-from ..tiny import tiny_masked_lm
+from ..tiny import LGD_GOOD, tiny_masked_lm, write_lgd
 
-# n_attractors, masked sentence (verb as ***mask***), good word, bad word: each at most 16 tokens
-GOOD = [
-    (1, "the keys to the cabinet ***mask*** on the table .", "are", "is"),
-    (0, "the dog ***mask*** here .", "is", "are"),
-    (1, "the authors near the door ***mask*** well .", "write", "writes"),
-    (0, "the box ***mask*** old .", "was", "were"),
-    (2, "the label on the boxes in the rooms ***mask*** torn .", "is", "are"),
-    (1, "the pilots of the plane ***mask*** tired .", "are", "is"),
-    (0, "the children ***mask*** happy .", "are", "is"),
-    (1, "the man with the dogs ***mask*** here .", "is", "are"),
-    (0, "the report ***mask*** long .", "is", "are"),
-    (1, "the cats near the house ***mask*** hungry .", "were", "was"),
-]
+GOOD = LGD_GOOD
 BAD = {  # id → (row, what its skipped reason says)
     "lgd-000002": ((0, "the dog is here .", "is", "are"), "no mask"),
     "lgd-000005": ((0, "the ***mask*** ***mask*** here .", "is", "are"), "2 masks"),
@@ -49,11 +37,6 @@ def lgd_rows():
 
 
 GOOD_IDS = sorted(f"lgd-{n:06d}" for n in range(len(GOOD) + len(BAD)) if f"lgd-{n:06d}" not in BAD)
-
-
-def write_lgd(path, rows):
-    path.write_text("".join(f"{n}\t{s.replace('***mask***', w)}\t{s}\t{w}\t{b}\n" for n, s, w, b in rows))
-    return path
 
 
 @pytest.fixture(scope="module")
