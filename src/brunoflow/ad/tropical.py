@@ -11,7 +11,8 @@ and a source code 2·o + track naming the winner (track 1: the path goes on alon
 track, as a negative w swaps them); -1 where e has no edge to a reached element. Ties go to
 the lowest code. Existence is the code, never the value: a path worth ±inf is a path. A
 path whose product is NaN (0·inf, or NaN in the forward) is skipped, as numpy's nanmax
-skips NaN; MaxPath marks an element whose every path is NaN (see semirings.py). Nothing here is dense: each family reduces over exactly its edges —
+skips NaN; MaxPath marks an element whose every path is NaN (see semirings.py). Nothing here
+is dense: each family reduces over exactly its edges —
 elementwise and contractions over broadcast axes (a max-times einsum), copies (reshape,
 getitem, concat, ...) by a segment max over the outputs that copy one input element,
 spreads (sums, reduce_max) by gathering the one output each input element feeds.

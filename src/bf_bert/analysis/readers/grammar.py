@@ -86,11 +86,7 @@ def _cell(value) -> str:
 def read(source, limit: int | None = None):
     """A `ReadResult` of the items in a file written by `write_grammar_dataset` (or any source
     with its columns); a row without an id gets "grammar-row-<row>"."""
-    dataset = load.load(load.resolve(source))
-    missing = [c for c in REQUIRED if c not in dataset.column_names]
-    if missing:
-        raise ValueError(f"{source}: no column(s) {missing} (it has {dataset.column_names}); "
-                         f"the grammar format needs {NEEDS}")
+    dataset = load.load_with_columns(source, REQUIRED, "grammar", NEEDS)
     return rows.collect(_outcomes(load.rows(dataset)), limit, NAME)
 
 

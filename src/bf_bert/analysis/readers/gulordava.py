@@ -42,11 +42,7 @@ def read(source, limit: int | None = None):
     With `limit`, reading stops at the limit-th item; rows still waiting for their pair then are
     neither items nor skipped.
     """
-    dataset = load.load(load.resolve(source))
-    missing = [c for c in REQUIRED if c not in dataset.column_names]
-    if missing:
-        raise ValueError(f"{source}: no column(s) {missing} (it has {dataset.column_names}); "
-                         f"the gulordava format needs {NEEDS}")
+    dataset = load.load_with_columns(source, REQUIRED, "gulordava", NEEDS)
     return rows.collect(_outcomes(load.rows(dataset)), limit, NAME)
 
 

@@ -90,6 +90,16 @@ def load(source, names=None, quoting=csv.QUOTE_MINIMAL):
         return _load(datasets, source, names, quoting)
 
 
+def load_with_columns(source, required, format_name, needs):
+    """`load(resolve(source))`, or a ValueError naming the columns a format needs that it lacks."""
+    dataset = load(resolve(source))
+    missing = [c for c in required if c not in dataset.column_names]
+    if missing:
+        raise ValueError(f"{source}: no column(s) {missing} (it has {dataset.column_names}); "
+                         f"the {format_name} format needs {needs}")
+    return dataset
+
+
 @contextlib.contextmanager
 def _quiet(datasets):
     # a "Generating train split" bar per small local file is noise next to the runner's own bar
