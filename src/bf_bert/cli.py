@@ -43,9 +43,8 @@ def _parser():
                                                             else ""))
         sub.add_argument("--model", help="checkpoint folder, or a hub id already in the local Hugging Face cache "
                          "(nothing is downloaded); default: the embedded model")
-        sub.add_argument("--dtype", choices=("float32", "float64"),
-                         default="float32" if name == "fill-mask" else "float64",
-                         help="float64 (the explain default) keeps |grad| and entropy path sums finite")
+        sub.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                         help="float dtype of the model (default float32; path sums stay finite in either)")
     fill = commands.choices["fill-mask"]
     fill.add_argument("--top-k", type=int, default=5, help="how many predictions to print per mask (default 5)")
     # one comma-separated value, so that the text may come after it; repeat the option to add more
@@ -186,7 +185,7 @@ def run_explain(args):
             explanation = explain(model, tokenizer, args.text, target=args.target, contrast=args.contrast,
                                   quantity=args.quantity)
         except ValueError as err:
-            raise UsageError(_cli_fix(str(err).splitlines()[0])) from err
+            raise UsageError(str(err).splitlines()[0]) from err
         bar.update()
     print(explanation.summary())  # first: a failed write below must not lose the result
     if args.out:
@@ -200,13 +199,6 @@ def _check_length(model, tokenizer, text):
     if tokens > limit:
         raise UsageError(f"the text is {tokens} tokens; the model takes at most {limit} (max_position_embeddings): "
                          "shorten it")
-
-
-def _cli_fix(message):
-    """explain's message with its Python fix replaced by the flag that does the same here."""
-    if "overflowed" in message:  # explain says: load the model with from_pretrained(..., dtype='float64')
-        return f"{message.split(':')[0]}: run with --dtype float64 (the explain default)"
-    return message
 
 
 def _check_out(out):

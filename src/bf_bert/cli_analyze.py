@@ -31,8 +31,8 @@ def add_commands(commands, usage_error):
                                                            "one compile per padded length")
     sva.add_argument("--top-path", action="store_true", help="also the exact neuron-level top path value per "
                                                              "token (max_path; about twice the time)")
-    sva.add_argument("--dtype", choices=("float32", "float64"), default="float64",
-                     help="float64 (default) keeps |grad| and entropy path sums finite on real models")
+    sva.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                     help="float dtype of the model (default float32; path sums stay finite in either)")
     for column in ("text", "target", "contrast", "group", "id"):
         sva.add_argument(f"--{column}-column", help=f"the {column} column (generic format)")
     merge = which.add_parser("merge", help="combine the shards of a run into one table per kind, then figures")

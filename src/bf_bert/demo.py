@@ -8,8 +8,6 @@ import os
 import sys
 import time
 
-import jax
-
 SENTENCES = [
     "The keys to the cabinet [MASK] on the table.",
     "The key to the cabinets [MASK] on the table.",
@@ -32,19 +30,18 @@ def main(out_dir="demo_out"):
     start = time.time()
     print(f"model: {NOTE}\n")
     path = default_model_path()
-    with jax.enable_x64(True):  # |grad| and entropy path sums need float64 on a real model
-        model = BFBertForMaskedLM.from_pretrained(path, dtype="float64")
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        fill = BFFillMaskPipeline(model, tokenizer)
-        print("fill-mask, is vs are (scores over the whole vocabulary):")
-        for sentence, result in zip(SENTENCES, fill(SENTENCES, targets=["is", "are"])):
-            best = " / ".join(f"{r['token_str']} {r['score']:.3f}" for r in result)
-            print(f"  {sentence:<52} {best}")
-        print("\ntop 3 for the first sentence:")
-        for r in fill(SENTENCES[0], top_k=3):
-            print(f"  {r['score']:.3f}  {r['sequence']}")
-        print(f"\nexplain: logit(is) − logit(are) for {EXPLAINED!r}\n")
-        explanation = explain(model, tokenizer, EXPLAINED, target="is", contrast="are")
+    model = BFBertForMaskedLM.from_pretrained(path)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    fill = BFFillMaskPipeline(model, tokenizer)
+    print("fill-mask, is vs are (scores over the whole vocabulary):")
+    for sentence, result in zip(SENTENCES, fill(SENTENCES, targets=["is", "are"])):
+        best = " / ".join(f"{r['token_str']} {r['score']:.3f}" for r in result)
+        print(f"  {sentence:<52} {best}")
+    print("\ntop 3 for the first sentence:")
+    for r in fill(SENTENCES[0], top_k=3):
+        print(f"  {r['score']:.3f}  {r['sequence']}")
+    print(f"\nexplain: logit(is) − logit(are) for {EXPLAINED!r}\n")
+    explanation = explain(model, tokenizer, EXPLAINED, target="is", contrast="are")
     print(explanation.summary())
     os.makedirs(out_dir, exist_ok=True)
     explanation.to_json(os.path.join(out_dir, "explanation.json"))

@@ -3,10 +3,12 @@
 The quantity q is the logit (or log-probability) of `target` at the mask, minus that of
 `contrast` when given ("is" vs "are"). Branches are found by module path — the consumers of
 a layer's input made by `...attention.self.query/key/value` and `...attention.output` (the
-skip connection) — never by node names. `analysis.program.read_out` computes every number
-as device arrays with no host reads, so the same read-out runs inside the compiled programs of
-`explain_batch` and the dataset analysis.
+skip connection) — never by node names. `run` is the graph; `analysis.program` compiles it
+with the read-out and the top path into one XLA program per padded length, which `explain`,
+`explain_batch` and the dataset analysis share.
 """
+
+import math
 
 import jax.numpy as jnp
 import numpy as np
@@ -14,7 +16,7 @@ import numpy as np
 import brunoflow as bf
 from brunoflow import func as F
 
-from .analysis.program import branch_of, read_out
+from .analysis.program import branch_of_path, compiled_program, parameters_of
 from .explanation import ATTENTION_BRANCHES, MLP_BRANCHES, Explanation, Hop, LayerAttribution, TokenAttribution
 
 QUANTITIES = ("logit", "log_prob")
@@ -85,49 +87,74 @@ def _words(target_id, contrast_id):
     return jnp.stack([jnp.asarray(i, jnp.int32) for i in ids])
 
 
-def explain(model, tokenizer, text, target, contrast=None, quantity="logit"):
+def explain(model, tokenizer, text, target, contrast=None, quantity="logit", bucket=16):
     """Explain the prediction of `target` (vs `contrast`) at the one mask token of `text`.
 
-    For |grad| and entropy on real models, load the model in float64 (see README): their
-    path sums pass float32's range within a few layers; a clear error says so if they do.
+    Runs the compiled program of `analysis.program` (forward, one all-semiring backprop,
+    read-out and the exact top path in one XLA program) on the text padded to a multiple of
+    `bucket` tokens: every text of a bucket reuses one compile. Any float dtype: |grad| and
+    entropy path sums are kept scaled (brunoflow.Scaled), so they stay finite in float32 where
+    their values pass 1e38; abs-grad is reported as its log10.
     """
     check_model(model, quantity)
-    encoded = {k: np.asarray(v) for k, v in tokenizer(text, return_tensors="np").items()}
-    position = mask_position(tokenizer, encoded["input_ids"], text)
+    mask_position(tokenizer, tokenizer(text, return_tensors="np")["input_ids"], text)  # bad text: before any compile
     target_id = word_id(tokenizer, target)
     contrast_id = word_id(tokenizer, contrast, "contrast") if contrast is not None else None
-    value, embeddings, hidden_states = run(model, encoded["input_ids"], encoded.get("attention_mask"),
-                                           encoded.get("token_type_ids"), position, target_id, contrast_id,
-                                           quantity)
-    arrays = {k: np.asarray(v) for k, v in read_out(model, value, embeddings, hidden_states)._asdict().items()}
-    check_finite(arrays, embeddings.dtype)
-    hops, walk = _top_path(embeddings)
-    tokens = tokenizer.convert_ids_to_tokens(encoded["input_ids"][0].tolist())
-    layers = [_layer_attribution(model, arrays, layer, hidden_states[layer], walk)
-              for layer in range(model.config.num_hidden_layers)]
-    return Explanation(text=text, tokens=tokens, mask_position=position, target=target, contrast=contrast,
-                       quantity=quantity, value=float(arrays["value"]), tokens_attribution=token_attribution(arrays),
-                       layers=layers, top_path=hops)
+    program = compiled_program(model, quantity, contrast_id is not None, VALUES)
+    return explain_one(program, model, tokenizer, text, (target, target_id), (contrast, contrast_id), bucket)
 
 
-def check_finite(arrays, dtype):
-    if not np.isfinite(arrays["abs_grad"]).all():
-        raise ValueError(f"abs_val_grad overflowed {dtype} (path sums grow ~1e6 per layer on real models): load "
-                         "the model with from_pretrained(..., dtype='float64') after "
-                         "jax.config.update('jax_enable_x64', True)")
+def explain_one(program, model, tokenizer, text, target, contrast, bucket):
+    """One text through a compiled Program → Explanation; target/contrast are (word, id) pairs
+    (contrast (None, None) without one). The top path is there when the program ran max_path."""
+    (target, target_id), (contrast, contrast_id) = target, contrast
+    ids = np.asarray(tokenizer(text, return_tensors="np")["input_ids"])
+    position = mask_position(tokenizer, ids, text)
+    ids = ids[0]
+    padded, mask = pad_to_bucket(ids, bucket, model.config.max_position_embeddings, tokenizer.pad_token_id or 0)
+    output = program(parameters_of(model), padded[None], mask[None], np.zeros_like(mask)[None],
+                     *(np.asarray([v], np.int32) for v in (position, target_id, contrast_id or 0)))
+    arrays = {k: np.asarray(v)[0] for k, v in output.readout._asdict().items()}
+    layout = program.layouts.get(len(padded))
+    path = _path(layout, output) if layout is not None and np.shape(output.path_positions)[1] else []
+    layers = []
+    for layer in range(model.config.num_hidden_layers):
+        layer_path = f"{model.base_model_prefix}.encoder.layer.{layer}"
+        token, branch = None, None
+        for (node, hop), (_, following) in zip(path, path[1:]):
+            if node == layout.layer_inputs[layer]:
+                token, branch = hop.position[1], branch_of_path(following.module_path, layer_path)
+        layers.append(layer_attribution(arrays, layer, layer_path, len(ids), top_path_token=token,
+                                        top_path_branch=branch))
+    return Explanation(text=text, tokens=tokenizer.convert_ids_to_tokens(ids.tolist()), mask_position=position,
+                       target=target, contrast=contrast, quantity=program.quantity, value=float(arrays["value"]),
+                       tokens_attribution=token_attribution(arrays, len(ids)), layers=layers,
+                       top_path=[hop for _, hop in reversed(path)])
+
+
+def _path(layout, output):
+    """[(node number in the layout, Hop)] along the top path, in creation order (embeddings first)."""
+    positions, values = np.asarray(output.path_positions)[0], np.asarray(output.path_values)[0]
+    return [(k, Hop(module_path=path, op=op, value=float(values[k]),
+                    position=tuple(int(i) for i in np.unravel_index(int(positions[k]), shape))))
+            for k, (path, op, shape) in enumerate(layout.nodes) if positions[k] >= 0]
+
+
+def pad_to_bucket(ids, bucket, limit, pad_id):
+    """(ids padded to the next multiple of `bucket`, capped at `limit`; the attention mask)."""
+    if bucket < 1:
+        raise ValueError(f"bucket must be >= 1, got {bucket}")
+    length = min(limit, bucket * math.ceil(len(ids) / bucket))
+    if len(ids) > length:
+        raise ValueError(f"the text has {len(ids)} tokens, more than max_position_embeddings ({limit})")
+    padded = np.full(length, pad_id, np.int32)
+    padded[:len(ids)] = ids
+    return padded, (np.arange(length) < len(ids)).astype(np.int32)
 
 
 def token_attribution(arrays, length=None):
-    return TokenAttribution(**{k: arrays[k][:length] for k in TokenAttribution.__dataclass_fields__})
-
-
-def _top_path(embeddings):
-    """(Hops listed output first, the raw walk from the embedding unit whose top path is largest)."""
-    hi = np.asarray(embeddings.max_path_of_output_wrt_node[0])
-    start = np.unravel_index(int(np.argmax(hi)), hi.shape)
-    walk = bf.top_path(embeddings, start)
-    return [Hop(module_path=h.node.module_path, op=h.node.op.name if h.node.op else "inputs_embeds",
-                position=tuple(int(i) for i in h.index), value=h.value) for h in reversed(walk)], walk
+    columns = {k: arrays[k][:length] for k in TokenAttribution.__dataclass_fields__ if k in arrays}
+    return TokenAttribution(log10_abs_grad=arrays["log_abs_grad"][:length] / np.log(10), **columns)
 
 
 def layer_attribution(arrays, layer, module_path, length=None, top_path_token=None, top_path_branch=None):
@@ -142,12 +169,3 @@ def layer_attribution(arrays, layer, module_path, length=None, top_path_token=No
         mlp_entropy=dict(zip(MLP_BRANCHES, map(float, arrays["mlp_entropy"][layer]))),
         oplus=oplus, bucket_sum=[max(b, key=b.__getitem__) for b in buckets], buckets=buckets,
         top_path_token=top_path_token, top_path_branch=top_path_branch)
-
-
-def _layer_attribution(model, arrays, layer, layer_input, walk):
-    layer_path = f"{model.base_model_prefix}.encoder.layer.{layer}"
-    token, branch = None, None
-    for here, nxt in zip(walk, walk[1:]):
-        if here.node is layer_input:
-            token, branch = int(here.index[1]), branch_of(nxt.node, layer_path)
-    return layer_attribution(arrays, layer, layer_path, top_path_token=token, top_path_branch=branch)

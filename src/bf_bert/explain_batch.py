@@ -2,19 +2,13 @@
 
 Each sentence is padded (attention-masked) to a multiple of `bucket` tokens, so sentences of
 similar length share one compiled XLA program of the whole forward + backprop + analysis
-(docs/architecture.md §2); the top path, a host-side walk, is left to `explain` for single sentences.
+(docs/architecture.md §2): the program `explain` runs, reused across calls. The exact top path
+is opt-in (`top_path=True`).
 """
 
-import functools
-import math
-
-import jax
-import numpy as np
-
-from .analysis.program import read_out
-from .explain import (VALUES, check_finite, check_model, layer_attribution, mask_position, run, token_attribution,
-                      word_id)
-from .explanation import Explanation, rows_to_dataframe
+from .analysis.program import compiled_program
+from .explain import VALUES, check_model, explain_one, word_id
+from .explanation import rows_to_dataframe
 
 
 class ExplanationTable:
@@ -50,37 +44,17 @@ def explain_batch(model, tokenizer, texts, target, contrast=None, quantity="logi
         raise ValueError("explain_batch needs a non-empty list of texts (use explain() for one)")
     target_id = word_id(tokenizer, target)
     contrast_id = word_id(tokenizer, contrast, "contrast") if contrast is not None else None
-    limit = model.config.max_position_embeddings
-    encoded = [tokenizer(text, return_tensors="np")["input_ids"][0] for text in texts]
-    positions = [mask_position(tokenizer, ids[None], text) for ids, text in zip(encoded, texts)]
     values = VALUES if top_path else tuple(v for v in VALUES if v != "max_path")
-    program = jax.jit(functools.partial(_program, model, quantity, contrast_id is not None, values))
+    program = compiled_program(model, quantity, contrast_id is not None, values)
     explanations = [None] * len(texts)
-    order = sorted(range(len(texts)), key=lambda k: len(encoded[k]))  # bucket by bucket: each compiles once
-    for k in _progress(order, progress):
-        ids = encoded[k]
-        length = min(limit, bucket * math.ceil(len(ids) / bucket))
-        if len(ids) > length:
-            raise ValueError(f"text {k} has {len(ids)} tokens, more than max_position_embeddings ({limit})")
-        padded = np.full((1, length), tokenizer.pad_token_id, np.int32)
-        padded[0, :len(ids)] = ids
-        mask = (np.arange(length) < len(ids)).astype(np.int32)[None]
-        arrays = {key: np.asarray(v) for key, v in program(padded, mask, np.zeros_like(mask), positions[k],
-                                                           target_id, contrast_id or 0)._asdict().items()}
-        check_finite(arrays, model.dtype)
-        explanations[k] = Explanation(
-            text=texts[k], tokens=tokenizer.convert_ids_to_tokens(ids.tolist()), mask_position=positions[k],
-            target=target, contrast=contrast, quantity=quantity, value=float(arrays["value"]),
-            tokens_attribution=token_attribution(arrays, len(ids)),
-            layers=[layer_attribution(arrays, layer, f"{model.base_model_prefix}.encoder.layer.{layer}", len(ids))
-                    for layer in range(model.config.num_hidden_layers)])
+    lengths = [len(tokenizer(text)["input_ids"]) for text in texts]
+    for k in _progress(sorted(range(len(texts)), key=lengths.__getitem__), progress):  # bucket by bucket
+        try:
+            explanations[k] = explain_one(program, model, tokenizer, texts[k], (target, target_id),
+                                          (contrast, contrast_id), bucket)
+        except ValueError as err:
+            raise ValueError(f"text {k}: {err}") from err
     return ExplanationTable(explanations)
-
-
-def _program(model, quantity, has_contrast, values, ids, mask, token_types, position, target_id, contrast_id):
-    value, embeddings, hidden_states = run(model, ids, mask, token_types, position, target_id,
-                                           contrast_id if has_contrast else None, quantity, values)
-    return read_out(model, value, embeddings, hidden_states)
 
 
 def _progress(items, enabled):

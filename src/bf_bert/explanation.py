@@ -19,7 +19,7 @@ class TokenAttribution:
 
     grad_norm: np.ndarray        # (S,) ‖∂q/∂e_t‖₂
     grad_x_input: np.ndarray     # (S,) ∂q/∂e_t · e_t
-    abs_grad: np.ndarray         # (S,) Σ_units abs_val_grad: gradient mass over all paths (saliency)
+    log10_abs_grad: np.ndarray   # (S,) log10 Σ_units abs_val_grad: gradient mass over all paths (saliency)
     entropy: np.ndarray          # (S,) Shannon entropy of the paths from e_t to the quantity
     max_grad: np.ndarray         # (S,) operation-granular max-product (as the original), max over units
     top_path: np.ndarray         # (S,) the exact top path value from the token: max over its units and paths
@@ -111,7 +111,7 @@ class Explanation:
                         "entropy": layer.attention_entropy[branch],
                         "bucket": layer.buckets[pos][branch], "oplus": layer.oplus[pos] == branch,
                         "bucket_sum": layer.bucket_sum[pos] == branch,
-                        "token_saliency": float(t.abs_grad[pos]), "token_entropy": float(t.entropy[pos]),
+                        "token_log10_abs_grad": float(t.log10_abs_grad[pos]), "token_entropy": float(t.entropy[pos]),
                         "token_top_path": float(t.top_path[pos]),
                     })
         return rows
@@ -126,10 +126,10 @@ class Explanation:
         t = self.tokens_attribution
         quantity = f"{self.quantity}({self.target})" + (f" − {self.quantity}({self.contrast})" if self.contrast else "")
         lines = [f"{quantity} at position {self.mask_position} = {self.value:.4f}", "",
-                 f"{'token':>14} {'grad·x':>10} {'|grad|':>10} {'abs-grad':>11} {'entropy':>8} {'top path':>10}"]
+                 f"{'token':>14} {'grad·x':>10} {'|grad|':>10} {'log10 abs-grad':>14} {'entropy':>8} {'top path':>10}"]
         for pos, token in enumerate(self.tokens):
             lines.append(f"{token:>14} {t.grad_x_input[pos]:>10.4f} {t.grad_norm[pos]:>10.4f} "
-                         f"{t.abs_grad[pos]:>11.3e} {t.entropy[pos]:>8.3f} {t.top_path[pos]:>10.3e}")
+                         f"{t.log10_abs_grad[pos]:>14.3f} {t.entropy[pos]:>8.3f} {t.top_path[pos]:>10.3e}")
         lines += ["", f"{'layer':>5} {'query':>7} {'key':>7} {'value':>7} {'skip':>7} | {'mlp':>7} {'skip':>7} "
                   f"| top path enters at"]
         for layer in self.layers:

@@ -109,7 +109,8 @@ def _glyphs(font_file):
 def _saliency(ax, explanation):
     attribution = explanation.tokens_attribution
     positions = np.arange(len(explanation.tokens))
-    share = attribution.abs_grad / attribution.abs_grad.sum()
+    mass = 10.0 ** (attribution.log10_abs_grad - attribution.log10_abs_grad.max())  # the sums pass 1e38
+    share = mass / mass.sum()
     colors = ["#d62728" if p == explanation.mask_position else "#1f77b4" for p in positions]
     ax.barh(positions, share, color=colors)
     ax.set_yticks(positions, explanation.tokens)

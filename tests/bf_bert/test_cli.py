@@ -100,20 +100,6 @@ def test_bad_input_is_one_line_and_exit_status_2(folder, capsys, argv, message):
     assert "truncation=True" not in err[0]  # a Python fix means nothing on the command line
 
 
-def test_float32_overflow_names_the_cli_flag(folder, capsys, monkeypatch):
-    read_out = bf_bert.explain.read_out
-
-    def overflowing(*args):  # what a real model does in float32: the path sums pass 3e38
-        arrays = read_out(*args)
-        return arrays._replace(abs_grad=np.full(np.shape(arrays.abs_grad), np.inf))
-
-    monkeypatch.setattr(bf_bert.explain, "read_out", overflowing)
-    assert main(["explain", TEXT, "--target", "is", "--dtype", "float32", "--model", folder]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "overflowed float32" in err[0] and "--dtype float64" in err[0]
-    assert "from_pretrained" not in err[0]
-
-
 def test_every_option_says_what_it_does():
     commands = next(a for a in _parser()._actions if a.dest == "command")
     for name, sub in commands.choices.items():

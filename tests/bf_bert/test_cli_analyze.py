@@ -190,5 +190,5 @@ def test_existing_results_need_resume_and_the_same_config(finished, data, model,
     assert "--resume" in one_line_error(capsys)
     assert sva(data, out, model, "--resume", "--top-path") == 2
     assert "top_path: False there, True here" in one_line_error(capsys)
-    assert sva(data, out, model, "--resume", "--dtype", "float32") == 2
+    assert sva(data, out, model, "--resume", "--dtype", "float64") == 2
     assert "dtype" in one_line_error(capsys)

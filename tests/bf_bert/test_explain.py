@@ -55,7 +55,7 @@ def test_value_and_saliency_match_torch_autograd(setup):
     attribution = explanation.tokens_attribution
     np.testing.assert_allclose(attribution.grad_norm, np.linalg.norm(grad, axis=-1), rtol=1e-7)
     np.testing.assert_allclose(attribution.grad_x_input, (grad * embeds[0].detach().numpy()).sum(-1), atol=1e-10)
-    assert np.all(attribution.abs_grad >= np.abs(grad).sum(-1))  # path mass bounds the net gradient
+    assert np.all(10 ** attribution.log10_abs_grad >= np.abs(grad).sum(-1))  # path mass bounds the net gradient
     assert np.all(attribution.entropy >= 0)
 
 
@@ -161,7 +161,7 @@ def test_explain_batch_matches_explain_sentence_by_sentence(checkpoint, setup):
         table = explain_batch(model, tokenizer, texts, target="is", contrast="are", bucket=8, progress=False)
     first = table.explanations[0]
     assert first.value == pytest.approx(explanation.value, abs=1e-9)  # padding changes nothing
-    for name in ("grad_norm", "abs_grad", "entropy"):
+    for name in ("grad_norm", "log10_abs_grad", "entropy"):
         np.testing.assert_allclose(getattr(first.tokens_attribution, name),
                                    getattr(explanation.tokens_attribution, name), rtol=1e-6, err_msg=name)
     assert np.isnan(first.tokens_attribution.top_path).all()  # exact paths are opt-in here (top_path=True)
@@ -184,3 +184,36 @@ def test_a_model_whose_head_was_not_in_its_checkpoint_is_refused(checkpoint, tmp
         explain(model, tokenizer, TEXT, target="is", contrast="are")
     model.newly_initialized = ()  # a head fitted in memory: the caller says so
     explain(model, tokenizer, TEXT, target="is", contrast="are")
+
+
+def test_float32_equals_float64(checkpoint, setup):
+    tokenizer, _, folder = checkpoint
+    double = setup[2]
+    single = explain(BFBertForMaskedLM.from_pretrained(folder), tokenizer, TEXT, target="is", contrast="are")
+    assert single.value == pytest.approx(double.value, rel=1e-4, abs=1e-5)
+    for name in ("log10_abs_grad", "entropy", "grad_norm", "top_path"):
+        np.testing.assert_allclose(getattr(single.tokens_attribution, name), getattr(double.tokens_attribution, name),
+                                   rtol=1e-4, err_msg=name)
+    for ours, theirs in zip(single.layers, double.layers):
+        for branch, share in theirs.attention_share.items():
+            assert ours.attention_share[branch] == pytest.approx(share, rel=1e-4, abs=1e-6)
+    assert [(h.module_path, h.position) for h in single.top_path] == [(h.module_path, h.position)
+                                                                        for h in double.top_path]
+
+
+def test_a_second_text_of_the_same_bucket_compiles_nothing(checkpoint):
+    from bf_bert.analysis.program import compiled_program
+    from bf_bert.explain_batch import explain_batch
+    tokenizer, _, folder = checkpoint
+    model = BFBertForMaskedLM.from_pretrained(folder)
+    explain(model, tokenizer, "The dog [MASK] here.", target="is", contrast="are")  # 16-token bucket
+    bf.kernel_stats.reset()
+    explanation = explain(model, tokenizer, "The dogs near the old door [MASK] there.", target="is", contrast="are")
+    assert bf.kernel_stats.misses == 0 and bf.kernel_stats.hits > 0  # the max_path step runs op by op: all cached
+    assert explanation.top_path[0].module_path == "" and explanation.top_path[-1].op == "inputs_embeds"
+    explain_batch(model, tokenizer, ["The dog [MASK] here."], target="is", contrast="are", progress=False)
+    program = compiled_program(model, "logit", True, ("grad", "abs_val_grad", "entropy", "max_grad"))
+    compiled = program.compiled_shapes()
+    explain_batch(BFBertForMaskedLM.from_pretrained(folder), tokenizer, ["The cats by the door [MASK] there."],
+                  target="is", contrast="are", progress=False)  # another text, a fresh load: the same program
+    assert program.compiled_shapes() == compiled  # (other tests may have compiled other lengths)

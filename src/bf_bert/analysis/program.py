@@ -16,7 +16,9 @@ import jax
 import jax.numpy as jnp
 
 import brunoflow as bf
+from brunoflow.ad import scaled
 from brunoflow.ad.backprop import ancestors
+from brunoflow.ad.paths import trace_top_path
 
 from ..explanation import ATTENTION_BRANCHES, MLP_BRANCHES
 
@@ -29,7 +31,8 @@ class Readout(NamedTuple):
     """Everything one explanation reads from the backprop, as arrays (S tokens, L layers).
 
     value: () the quantity q. Per token (S,), from its input embedding row: grad_norm ‖∂q/∂e‖,
-    grad_x_input ∂q/∂e·e, abs_grad (Σ units of abs_val_grad), entropy (of the token's paths),
+    grad_x_input ∂q/∂e·e, log_abs_grad (natural log of Σ units of abs_val_grad: finite in float32,
+    where the sum itself passes 1e38 on real models), entropy (of the token's paths),
     max_grad (operation-granular, max over units), top_path (exact max over paths and units;
     NaN when max_path did not run). Per layer and branch: attention_share/attention_entropy
     (L, 4: query, key, value, skip) and mlp_share/mlp_entropy (L, 2: mlp, skip) of the mass
@@ -42,7 +45,7 @@ class Readout(NamedTuple):
     value: jax.Array
     grad_norm: jax.Array
     grad_x_input: jax.Array
-    abs_grad: jax.Array
+    log_abs_grad: jax.Array
     entropy: jax.Array
     max_grad: jax.Array
     top_path: jax.Array
@@ -59,7 +62,8 @@ class Readout(NamedTuple):
 
 def read_out(model, value, embeddings, hidden_states) -> Readout:
     """The Readout of one backprop from `value` (batch row 0), as device arrays, no host reads."""
-    a, h, grad = embeddings.abs_val_grad[0], embeddings.entropy_wrt_output[0], embeddings.grad[0]
+    a, h = embeddings.scaled_abs_val_grad[0].sum(-1), embeddings.scaled_entropy_wrt_output[0].sum(-1)
+    grad = embeddings.grad[0]
     max_path = embeddings.max_path_of_output_wrt_node
     last = _last_node_per_module(value)
     per_layer = []
@@ -74,24 +78,17 @@ def read_out(model, value, embeddings, hidden_states) -> Readout:
     stacked = [jnp.stack(column) for column in zip(*per_layer)]
     return Readout(
         value=value.val, grad_norm=jnp.linalg.norm(grad, axis=-1), grad_x_input=(grad * embeddings.val[0]).sum(-1),
-        abs_grad=a.sum(-1), entropy=entropy_of(a.sum(-1), h.sum(-1)),
+        log_abs_grad=a.log(), entropy=scaled.entropy(a, h),
         max_grad=embeddings.max_grad_of_output_wrt_node[0][0].max(-1),
-        top_path=jnp.full(a.shape[:1], jnp.nan, a.dtype) if max_path is None else max_path[0][0].max(-1),
+        top_path=jnp.full(a.shape, jnp.nan, a.dtype) if max_path is None else max_path[0][0].max(-1),
         attention_share=stacked[0], attention_entropy=stacked[1], mlp_share=stacked[2], mlp_entropy=stacked[3],
         token_share=jnp.swapaxes(stacked[4], 1, 2), token_entropy=jnp.swapaxes(stacked[5], 1, 2),
         oplus=stacked[6], oplus_value=stacked[7], buckets=stacked[8])
 
 
-def entropy_of(a, h):
-    """Entropy of pooled paths from the summed entropy-semiring pair (a, h): h/a + log a."""
-    safe = jnp.where(a > 0, a, 1.0)
-    return jnp.where(a > 0, h / safe + jnp.log(safe), 0.0)
-
-
 def _share_and_entropy(a, h):
-    """Branches on axis 0: each one's share of the mass, and the entropy of its own paths."""
-    total = a.sum(0)
-    return a / jnp.where(total > 0, total, 1.0), entropy_of(a, h)
+    """Scaled sums with branches on axis 0: each one's share of the mass, and the entropy of its own paths."""
+    return a.ratio(a.sum(0)[None]), scaled.entropy(a, h)
 
 
 def _last_node_per_module(root):
@@ -103,23 +100,27 @@ def _last_node_per_module(root):
 
 
 def branch_of(consumer, layer_path):
-    relative = consumer.module_path[len(layer_path) + 1:] if consumer.module_path.startswith(layer_path) else ""
+    return branch_of_path(consumer.module_path, layer_path)
+
+
+def branch_of_path(module_path, layer_path):
+    """The branch a consumer made at `module_path` is, seen from the input of `layer_path`."""
+    relative = module_path[len(layer_path) + 1:] if module_path.startswith(layer_path) else ""
     return _BRANCH_OF.get(relative, "other")
 
 
 def _flows_by_branch(node, layer_path, branches):
     """(a, h) of the entropy semiring that each branch's consumers sent back to `node`, summed
-    over units: two arrays (len(branches), S)."""
-    a_by = {b: 0.0 for b in branches}
-    h_by = {b: 0.0 for b in branches}
-    for consumer, (a, h) in bf.consumer_flows(node, "entropy"):
+    over units: two Scaled (len(branches), S)."""
+    a_by, h_by = {}, {}
+    for consumer, (a, h) in bf.consumer_flows(node, "entropy", scaled=True):
         name = branch_of(consumer, layer_path)
-        if name in a_by:
-            a_by[name] = a_by[name] + a[0].sum(-1)
-            h_by[name] = h_by[name] + h[0].sum(-1)
-    tokens = node.shape[1]
-    as_array = lambda v: jnp.broadcast_to(jnp.asarray(v, node.dtype), (tokens,))  # noqa: E731 (a branch may be absent)
-    return jnp.stack([as_array(a_by[b]) for b in branches]), jnp.stack([as_array(h_by[b]) for b in branches])
+        if name in branches:
+            a_by[name] = a[0].sum(-1) + a_by.get(name, 0)
+            h_by[name] = h[0].sum(-1) + h_by.get(name, 0)
+    nothing = bf.Scaled(jnp.zeros(node.shape[1], node.dtype), jnp.zeros((), jnp.int32))  # a branch may be absent
+    return (scaled.stack([a_by.get(b, nothing) for b in branches]),
+            scaled.stack([h_by.get(b, nothing) for b in branches]))
 
 
 def _credit(node, layer_path):
@@ -136,10 +137,96 @@ def _credit(node, layer_path):
     return oplus, jnp.take_along_axis(hi[0], top_unit, axis=-1)[:, 0], jnp.where(one_hot, hi[0][..., None], 0).sum(1)
 
 
-# (architecture, quantity, has_contrast, values) → jitted program. The program traces the first
-# model of an architecture (only its structure: its weights are swapped for the arguments), so
-# that model is kept alive here for the process.
+# (architecture, quantity, has_contrast, values) → Program. A program traces the first model of
+# an architecture (only its structure: its weights are swapped for the arguments), so that
+# model is kept alive here for the process.
 _PROGRAMS = {}
+
+
+class PathLayout(NamedTuple):
+    """What the top-path arrays of one padded length index: per node that the path may cross
+    (creation order), its module path, op name and shape; and per layer, which of those nodes
+    is the layer's input (hidden_states[layer])."""
+
+    nodes: list
+    layer_inputs: list
+
+
+class Output(NamedTuple):
+    """A program's result, batch axis first: the Readout, and the exact top path from the
+    token unit whose top path is largest, as `brunoflow.ad.paths.trace_top_path` gives it
+    (positions -1 where the path does not cross a node); (B, 0) when max_path did not run."""
+
+    readout: Readout
+    path_positions: jax.Array
+    path_values: jax.Array
+
+
+class Program:
+    """One explanation step (forward, one all-semiring backprop, read-out, top path) for an
+    architecture, vmapped over sentences and, without max_path, jitted: XLA compiles it once
+    per (batch size, padded length), and the persistent compilation cache keeps it across
+    processes.
+
+    Call: (params, ids, mask, token_types, positions, target_ids, contrast_ids) → Output, with
+    params = [p.val for p in model.parameters()], ids/mask/token_types (B, L) int32 and
+    positions/target_ids/contrast_ids (B,) int32 (contrast ignored without one).
+    `layouts[L]` describes the path arrays of padded length L once a call has traced it.
+    """
+
+    def __init__(self, model, quantity, has_contrast, values):
+        self.quantity, self.values = quantity, values
+        self.layouts = {}
+        step = self._step(model, quantity, has_contrast)
+        # With max_path, XLA cannot compile the whole program (on MiniLM at 16 tokens it passed
+        # 20 GB of memory before we stopped it: hundreds of max-times transposes in one module),
+        # so that step runs sentence by sentence as each op's own cached kernel (~40 s of
+        # compiles for a new length, then reused). Under vmap those kernels ran 4x slower.
+        self._run = _row_by_row(step) if "max_path" in values else jax.jit(
+            jax.vmap(step, in_axes=(None, 0, 0, 0, 0, 0, 0)))
+
+    def __call__(self, params, ids, mask, token_types, positions, target_ids, contrast_ids):
+        return self._run(params, ids, mask, token_types, positions, target_ids, contrast_ids)
+
+    def compiled_shapes(self):
+        """How many (batch size, padded length, dtype) variants XLA has compiled so far
+        (None for a max_path program, which runs op by op)."""
+        return self._run._cache_size() if hasattr(self._run, "_cache_size") else None
+
+    def _step(self, model, quantity, has_contrast):
+        from ..explain import run  # explain imports this module: resolved at build time
+
+        def step(params, ids, mask, token_types, position, target_id, contrast_id):
+            with model.using_parameters(params):
+                value, embeddings, hidden_states = run(model, ids[None], mask[None], token_types[None], position,
+                                                       target_id, contrast_id if has_contrast else None, quantity,
+                                                       self.values)
+                readout = read_out(model, value, embeddings, hidden_states)
+                if "max_path" not in self.values:
+                    return Output(readout, jnp.zeros((0,), jnp.int32), jnp.zeros((0,), embeddings.dtype))
+                trace = _top_path(embeddings, mask)
+                self.layouts[ids.shape[0]] = PathLayout(
+                    [(n.module_path, n.op.name if n.op else "inputs_embeds", n.shape) for n in trace.nodes],
+                    [next(k for k, n in enumerate(trace.nodes) if n is h) for h in hidden_states[:-1]])
+                return Output(readout, trace.positions, trace.values)
+
+        step.__name__ = step.__qualname__ = f"explain_{quantity}"
+        return step
+
+
+def _row_by_row(step):
+    def run(params, *rows):
+        outputs = [step(params, *(r[b] for r in rows)) for b in range(len(rows[0]))]
+        return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *outputs)
+
+    return run
+
+
+def _top_path(embeddings, mask):
+    """The trace of the top path from the real token unit (not padding) whose path value is largest."""
+    hi = embeddings.max_path_of_output_wrt_node[0]
+    start = jnp.argmax(jnp.where(mask[None, :, None] > 0, hi, -jnp.inf))
+    return trace_top_path(embeddings, start)
 
 
 def architecture(model):
@@ -154,34 +241,11 @@ def architecture(model):
 
 
 def compiled_program(model, quantity, has_contrast, values):
-    """The jitted, batched step for `model`'s architecture: built once, reused by every later call.
-
-    Signature: (params, ids, mask, token_types, positions, target_ids, contrast_ids) → Readout
-    with a leading batch axis; params = [p.val for p in model.parameters()], ids/mask/token_types
-    (B, L) int32, positions/target_ids/contrast_ids (B,) int32 (contrast ignored without one).
-    """
+    """The Program for `model`'s architecture: built once, reused by every later call."""
     key = (architecture(model), quantity, has_contrast, tuple(values))
     if key not in _PROGRAMS:
-        batched = jax.vmap(_one_sentence(model, quantity, has_contrast, tuple(values)), in_axes=(None, 0, 0, 0, 0, 0, 0))
-        # With max_path, XLA takes ~9 minutes to compile the whole program (hundreds of max-times
-        # scans in one module) against ~1 minute for its kernels one by one, which vmap alone
-        # gives (each op's cached kernel, batched): the run time per sentence is the same.
-        _PROGRAMS[key] = batched if "max_path" in values else jax.jit(batched)
+        _PROGRAMS[key] = Program(model, quantity, has_contrast, tuple(values))
     return _PROGRAMS[key]
-
-
-def _one_sentence(model, quantity, has_contrast, values):
-    from ..explain import run  # explain imports this module: resolved at build time
-
-    def step(params, ids, mask, token_types, position, target_id, contrast_id):
-        with model.using_parameters(params):
-            value, embeddings, hidden_states = run(model, ids[None], mask[None], token_types[None], position,
-                                                   target_id, contrast_id if has_contrast else None, quantity,
-                                                   values)
-            return read_out(model, value, embeddings, hidden_states)
-
-    step.__name__ = step.__qualname__ = f"explain_{quantity}"
-    return step
 
 
 def parameters_of(model):

@@ -309,8 +309,8 @@ def write_report(out_dir, model_label=None, figures=None, timings=None, *, rule=
               "branch. Details of the op-granular rule (ties go to the earliest-made consumer; a min track lets a "
               "negative partial turn the most negative product into the max) may differ from the original code.",
               f"- **Float dtype.** This run computed in {config.get('dtype', 'an unrecorded dtype')}. Near-ties "
-              "between branches can break differently in float32 and float64, and path sums can underflow or "
-              "overflow in float32 (such rows are skipped, see \"sentences skipped\").",
+              "between branches can break differently in float32 and float64. Path sums (|grad|, entropy) are kept "
+              "scaled, so they stay finite in float32 where they pass 1e38.",
               "- **Tokenisation.** A subject or attractor word split into several word pieces is represented by its "
               "first piece; \"all tokens\" includes [CLS], [SEP] and [MASK], as the paper's panel does.",
               "- **Sampling.** With n sentences, a share has a 95% interval of about ±1/√n (±3 points at "

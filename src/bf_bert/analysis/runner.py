@@ -80,7 +80,7 @@ def analyze(model, tokenizer, items, *, writer=None, batch_size=8, bucket=16, to
         key = (length, batch_size, has_contrast)
         summary.compiles += key not in seen_shapes
         seen_shapes.add(key)
-        readout = jax.tree_util.tree_map(np.asarray, programs[has_contrast](params, *arrays))
+        readout = jax.tree_util.tree_map(np.asarray, programs[has_contrast](params, *arrays).readout)
         tables, overflowed = batch_tables(tokenizer, batch, readout, model.config.num_hidden_layers)
         summary.skipped.extend(overflowed)
         if writer is not None:

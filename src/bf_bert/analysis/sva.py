@@ -17,7 +17,7 @@ from .store import TableWriter
 DEFAULT_MODEL_LABEL = "all-MiniLM-L6-v2 + an MLM head fitted by this project (the embedded default; not BERT-base)"
 
 
-def load_model(model=None, dtype="float64"):
+def load_model(model=None, dtype="float32"):
     """(model, tokenizer, label) from a folder, a cached hub id, or the embedded default (None)."""
     from transformers import AutoTokenizer
 
@@ -35,7 +35,7 @@ def load_model(model=None, dtype="float64"):
 
 
 def analyze_sva(data, out_dir, *, model=None, format=None, limit=None, shard=None, resume=False, batch_size=8,
-                bucket=16, top_path=False, dtype="float64", columns=None, progress=True):
+                bucket=16, top_path=False, dtype="float32", columns=None, progress=True):
     """Explain logit(correct verb) − logit(wrong verb) at the mask of every row of `data`.
 
     `data`: a local file (TSV/CSV/JSONL/Parquet), a saved HF dataset folder, or a
@@ -46,8 +46,7 @@ def analyze_sva(data, out_dir, *, model=None, format=None, limit=None, shard=Non
     """
     import jax
 
-    # float64 for this call only (|grad| and entropy path sums need it on real models): a
-    # caller's process keeps its own setting
+    # x64 for this call only, when float64 is asked for: a caller's process keeps its own setting
     with jax.enable_x64(dtype == "float64"):
         return _analyze_sva(data, out_dir, model, format, limit, shard, resume, batch_size, bucket, top_path,
                             dtype, columns, progress)

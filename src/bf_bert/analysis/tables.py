@@ -23,13 +23,12 @@ from .items import Skipped
 
 def batch_tables(tokenizer, batch, readout, n_layers):
     """(tables, skipped): the rows of `batch` (Encoded) from `readout` (arrays with a batch axis,
-    padded rows beyond len(batch) ignored); rows whose path sums overflowed are skipped."""
+    padded rows beyond len(batch) ignored); rows whose path sums are NaN are skipped."""
     sentences, tokens, branches, skipped = [], [], [], []
     for b, row in enumerate(batch):
         n = len(row.ids)
-        if not np.isfinite(readout.abs_grad[b, :n]).all():
-            skipped.append(Skipped(row.item.id, f"abs-grad path sums overflowed {readout.abs_grad.dtype}; "
-                                                "run in float64 (--dtype float64)"))
+        if np.isnan(readout.log_abs_grad[b, :n]).any():  # a NaN in the forward (log 0 is -inf, not NaN)
+            skipped.append(Skipped(row.item.id, "abs-grad path sums are NaN: the forward has a NaN"))
             continue
         sentences.append(_sentence_row(tokenizer, row, float(readout.value[b])))
         tokens.append(_token_rows(tokenizer, row, readout, b))
@@ -57,8 +56,7 @@ def _sentence_row(tokenizer, row, q):
 
 def _token_rows(tokenizer, row, readout, b):
     n = len(row.ids)
-    with np.errstate(divide="ignore"):
-        log_abs = np.log10(readout.abs_grad[b, :n])
+    log_abs = readout.log_abs_grad[b, :n] / np.log(10)
     return pd.DataFrame({
         "sentence_id": row.item.id, "token_index": np.arange(n),
         "token": tokenizer.convert_ids_to_tokens(row.ids.tolist()),

@@ -8,16 +8,19 @@ the sweep used, so nothing here is per-element Python.
 """
 
 from .primitive import backward_kernel
+from .scaled import Scaled
 from .semirings import Semiring, resolve
 
 
-def consumer_flows(node, value="abs_val_grad"):
+def consumer_flows(node, value="abs_val_grad", scaled=False):
     """[(consumer, state)] for every consumer of `node` in the last backprop.
 
     `value`: a `values_to_compute` name ("grad", "abs_val_grad", "entropy", "max_grad") or a
-    Semiring; `state` is that semiring's tuple (e.g. (a,) for abs_val_grad, (a, h) for
-    entropy) shaped like `node`. Consumers must still hold their values: backprop without
-    `save_leaf_grads_only`, or retain them.
+    Semiring; `state` is that semiring's values shaped like `node`, as the node's fields show
+    them: (a,) for abs_val_grad, (a, h) for entropy (a plain array each, inf where it passes the
+    dtype's range; `scaled=True` gives the `Scaled` sums instead, finite at any depth),
+    (grad,) for grad, (hi, lo, hi_from, lo_from) for max_grad. Consumers must still hold their
+    values: backprop without `save_leaf_grads_only`, or retain them.
     """
     semiring = value if isinstance(value, Semiring) else resolve((value,))[0]
     flows = []
@@ -33,5 +36,12 @@ def consumer_flows(node, value="abs_val_grad"):
         xs = tuple(getattr(inp, "val", inp) for inp in consumer.inputs)
         kernel = backward_kernel(consumer.op, consumer.static, (semiring,), (slots,), ((True,),), xs)
         ((state,),) = kernel(xs, consumer.val, (tuple(semiring.from_fields(stored)),), (None,), (index,))
-        flows.append((consumer, state))
+        flows.append((consumer, _readable(semiring, state, scaled)))
     return flows
+
+
+def _readable(semiring, state, scaled):
+    fields = semiring.to_fields(state)
+    if not any(isinstance(v, Scaled) for v in fields):  # e.g. max_grad: its pointers travel in the state
+        return state
+    return tuple(v if scaled or not isinstance(v, Scaled) else v.value() for v in fields)

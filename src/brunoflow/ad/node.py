@@ -11,13 +11,14 @@ import weakref
 import jax.numpy as jnp
 import numpy as np
 
+from . import scaled
 from .scope import current_scope
 
 _creation_order = itertools.count()
 
 # Grows when a user-defined semiring with fields of its own runs, so zero_gradients() and
 # fresh nodes know about them too.
-SEMIRING_FIELDS = ["grad", "abs_val_grad", "entropy_wrt_output",
+SEMIRING_FIELDS = ["grad", "scaled_abs_val_grad", "scaled_entropy_wrt_output",
                    "max_grad_of_output_wrt_node", "max_neg_grad_of_output_wrt_node",
                    "max_path_of_output_wrt_node", "min_path_of_output_wrt_node"]
 
@@ -43,7 +44,11 @@ class Node:
         inputs: what the op that made this node consumed (Nodes or constant arrays); () for leaves.
         op, static: that op (a Primitive) and its static keyword parameters; None/{} for leaves.
         module, module_path: the Network whose forward made this node, and its dotted path.
-        grad, abs_val_grad, entropy_wrt_output: filled by `backprop`, None before.
+        grad: filled by `backprop`, None before.
+        scaled_abs_val_grad, scaled_entropy_wrt_output: the |grad| and entropy path sums as
+            `Scaled` (mantissa · 2**exponent: finite at any depth in float32); read them as
+            abs_val_grad / entropy_wrt_output (the node's dtype, inf where the value does not
+            fit), log_abs_val_grad (always finite) and compute_entropy().
         max_grad_of_output_wrt_node, max_neg_grad_of_output_wrt_node: (values, parents) where
             parents[i] indexes `get_parents()` (the consumer whose path won), -1 for none.
         max_path_of_output_wrt_node, min_path_of_output_wrt_node: (values, consumer, source),
@@ -162,14 +167,28 @@ class Node:
         for field in SEMIRING_FIELDS:
             setattr(self, field, None)
 
+    @property
+    def abs_val_grad(self):
+        """Σ over paths to the output of |product of partials|, in this node's dtype: inf where
+        it passes the dtype's range (log_abs_val_grad does not)."""
+        return None if self.scaled_abs_val_grad is None else self.scaled_abs_val_grad.value()
+
+    @property
+    def log_abs_val_grad(self):
+        """Natural log of abs_val_grad, computed from the scaled sum: finite at any depth (-inf at 0)."""
+        return None if self.scaled_abs_val_grad is None else self.scaled_abs_val_grad.log()
+
+    @property
+    def entropy_wrt_output(self):
+        """The entropy semiring's h = Σ_paths -|P| log|P|, in this node's dtype (inf where it does not fit)."""
+        return None if self.scaled_entropy_wrt_output is None else self.scaled_entropy_wrt_output.value()
+
     def compute_entropy(self):
         """Shannon entropy of the gradient paths from this node to the output (needs "entropy")."""
-        if self.entropy_wrt_output is None or self.abs_val_grad is None:
+        if self.scaled_entropy_wrt_output is None or self.scaled_abs_val_grad is None:
             raise ValueError("compute_entropy() needs backprop(values_to_compute=(..., 'entropy')) "
                              "to have reached this node first")
-        a = self.abs_val_grad
-        safe = jnp.where(a > 0, a, 1)
-        return Node(jnp.where(a > 0, self.entropy_wrt_output / safe + jnp.log(safe), 0))
+        return Node(scaled.entropy(self.scaled_abs_val_grad, self.scaled_entropy_wrt_output))
 
     def get_parents(self):
         """The consumers (op outputs) this node fed in the backprops since zero_gradients().

@@ -114,3 +114,78 @@ def _stored(node, on_min, index):
                          "without save_leaf_grads_only")
     value, consumer, source = stored
     return float(value[index]), int(consumer[index]), int(source[index])
+
+
+class PathTrace(NamedTuple):
+    """The exact top path as arrays, one entry per node that could lie on it (`nodes`, in
+    creation order): the flat element index where the path crosses the node (-1: it does not),
+    and the path value there. Computed without reading anything on the host, so it runs inside
+    jax.jit / jax.vmap (a compiled explanation computes its top path in the same program)."""
+
+    nodes: list
+    positions: jax.Array
+    values: jax.Array
+
+    def hops(self):
+        """The path as Hops, output first, like reversed(top_path(...)); reads the arrays."""
+        positions, values = np.asarray(self.positions), np.asarray(self.values)
+        return [Hop(node, tuple(int(i) for i in np.unravel_index(int(p), node.shape)) if node.shape else (),
+                    float(v))
+                for node, p, v in zip(reversed(self.nodes), positions[::-1], values[::-1]) if p >= 0]
+
+
+def trace_top_path(node, flat_index, track="max"):
+    """top_path(node, index) after a "max_path" backprop, as a PathTrace of device arrays.
+
+    `flat_index` (into node.ravel(), may be traced) starts the path. Instead of following
+    pointers on the host, every node after `node` learns in creation order (a topological
+    order) whether the path enters it: through an input the path crosses, whose pointer names
+    this node as the winning consumer. One scalar gather per edge: cheap next to the sweep.
+    """
+    if track not in ("max", "min"):
+        raise ValueError(f"track must be 'max' or 'min', not {track!r}")
+    if node.max_path_of_output_wrt_node is None:
+        raise ValueError("trace_top_path needs backprop(values_to_compute=(..., 'max_path')) first")
+    nodes = _reachable_consumers(node)
+    position = {id(node): jnp.asarray(flat_index, jnp.int32)}
+    on_min = {id(node): jnp.asarray(track == "min")}
+    for here in nodes[1:]:
+        where, minimum = jnp.int32(-1), jnp.asarray(False)
+        for slot in dict.fromkeys(id(u) for u in here.inputs if id(u) in position):
+            source = next(u for u in here.inputs if id(u) == slot)
+            consumer, code = _pointers(source, position[slot], on_min[slot])
+            enters = (position[slot] >= 0) & (consumer == _consumer_position(source, here))
+            where = jnp.where(enters, code // 2, where)
+            minimum = jnp.where(enters, code % 2 == 1, minimum)
+        position[id(here)], on_min[id(here)] = where, minimum
+    values = [_value(n, position[id(n)], on_min[id(n)]) for n in nodes]
+    return PathTrace(nodes, jnp.stack([position[id(n)] for n in nodes]), jnp.stack(values))
+
+
+def _reachable_consumers(node):
+    """node and every node downstream of it through recorded consumers, in creation order."""
+    seen, stack = {id(node): node}, [node]
+    while stack:
+        for ref in stack.pop()._consumers:
+            consumer = ref()
+            if consumer is not None and id(consumer) not in seen and consumer.max_path_of_output_wrt_node is not None:
+                seen[id(consumer)] = consumer
+                stack.append(consumer)
+    return sorted(seen.values(), key=lambda n: n._order)
+
+
+def _consumer_position(node, consumer):
+    return next(i for i, ref in enumerate(node._consumers) if ref() is consumer)
+
+
+def _pointers(node, position, on_min):
+    (_, hi_consumer, hi_source), (_, lo_consumer, lo_source) = (getattr(node, t) for t in _TRACKS)
+    at = jnp.maximum(position, 0)
+    return (jnp.where(on_min, lo_consumer.ravel()[at], hi_consumer.ravel()[at]),
+            jnp.where(on_min, lo_source.ravel()[at], hi_source.ravel()[at]))
+
+
+def _value(node, position, on_min):
+    hi, lo = (getattr(node, t)[0] for t in _TRACKS)
+    at = jnp.maximum(position, 0)
+    return jnp.where(position >= 0, jnp.where(on_min, lo.ravel()[at], hi.ravel()[at]), jnp.nan)

@@ -8,6 +8,7 @@ summed over every slot the input occupies); `plus` is ⊕ across the op's consum
 
 import jax.numpy as jnp
 
+from . import scaled
 from .maps import ABS, IDENTITY, NEG_XLOGX
 from .tropical import MAX_TIMES, better
 
@@ -25,6 +26,11 @@ class Semiring:
 
     def plus(self, x, y):
         raise NotImplementedError
+
+    def normalise(self, state):
+        """A state representing the same values, rescaled (scaled semirings); the engine calls
+        it after the ops where path sums grow most (contractions), not after every op."""
+        return state
 
     def to_fields(self, state):
         return state
@@ -59,40 +65,72 @@ class Grad(Semiring):
 
 
 class AbsGrad(Semiring):
-    """Non-negative reals (+, ×) over |w|: total gradient mass through a node; seed 1."""
+    """Non-negative reals (+, ×) over |w|: total gradient mass through a node; seed 1.
 
-    fields = ("abs_val_grad",)
+    Kept scaled (ad/scaled.py): state (mantissa, exponent), stored as a `Scaled` in
+    `scaled_abs_val_grad`, read as `node.abs_val_grad` / `node.log_abs_val_grad`.
+    """
+
+    fields = ("scaled_abs_val_grad",)
     maps = (ABS,)
 
     def seed(self, y):
-        return (jnp.ones_like(y),)
+        return scaled.one(y)
 
     def pull(self, vjp, up, consumer):
-        return (vjp[ABS](up[0]),)
+        m, exponent = up
+        return vjp[ABS](m), exponent
+
+    def normalise(self, state):
+        (m,), exponent = scaled.renormalise(state[:1], state[1])
+        return m, exponent
 
     def plus(self, x, y):
-        return (x[0] + y[0],)
+        exponent, rescale = scaled.align(x[1], y[1])
+        return rescale(x[0], x[1]) + rescale(y[0], y[1]), exponent
+
+    def to_fields(self, state):
+        return (scaled.Scaled(*state),)
+
+    def from_fields(self, values):
+        (a,) = values
+        return a.mantissa, a.exponent
 
 
 class Entropy(Semiring):
     """Pairs (a, h): ⊕ adds both; edge w acts as (|w|, -|w| log|w|); seed (1, 0).
 
     After backprop, h/a + log a is the Shannon entropy of the paths to the output,
-    each path weighted ∝ its product of |w| (Node.compute_entropy).
+    each path weighted ∝ its product of |w| (Node.compute_entropy). Kept scaled, a and h
+    sharing one exponent: state (a, h, exponent), stored as two `Scaled`.
     """
 
-    fields = ("abs_val_grad", "entropy_wrt_output")
+    fields = ("scaled_abs_val_grad", "scaled_entropy_wrt_output")
     maps = (ABS, NEG_XLOGX)
 
     def seed(self, y):
-        return jnp.ones_like(y), jnp.zeros_like(y)
+        ones, exponent = scaled.one(y)
+        return ones, jnp.zeros_like(ones), exponent
 
     def pull(self, vjp, up, consumer):
-        a, h = up
-        return vjp[ABS](a), vjp[ABS](h) + vjp[NEG_XLOGX](a)
+        a, h, exponent = up
+        return vjp[ABS](a), vjp[ABS](h) + vjp[NEG_XLOGX](a), exponent
+
+    def normalise(self, state):
+        (a, h), exponent = scaled.renormalise(state[:2], state[2])
+        return a, h, exponent
 
     def plus(self, x, y):
-        return x[0] + y[0], x[1] + y[1]
+        exponent, rescale = scaled.align(x[2], y[2])
+        return rescale(x[0], x[2]) + rescale(y[0], y[2]), rescale(x[1], x[2]) + rescale(y[1], y[2]), exponent
+
+    def to_fields(self, state):
+        a, h, exponent = state
+        return scaled.Scaled(a, exponent), scaled.Scaled(h, exponent)
+
+    def from_fields(self, values):
+        a, h = values
+        return a.mantissa, h.mantissa_at(a.exponent), a.exponent  # one sweep wrote both: equal exponents
 
 
 class MaxProduct(Semiring):

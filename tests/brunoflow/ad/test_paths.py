@@ -125,3 +125,27 @@ def test_an_element_whose_every_path_is_nan_reads_nan_and_top_path_says_why():
     assert np.isfinite(hi[1]) and int(consumer[1]) >= 0
     with pytest.raises(ValueError, match="NaN product"):
         bf.top_path(x, 0)
+
+
+@pytest.mark.parametrize("track", ["max", "min"])
+def test_the_traced_top_path_is_the_walk_and_runs_under_jit(track):
+    from brunoflow.ad.paths import trace_top_path
+    x, _, out = _network()
+    out.backprop(values_to_compute=("max_path",))
+    for flat, e in enumerate(np.ndindex(*x.shape)):
+        walk = [(id(h.node), h.index, h.value) for h in reversed(bf.top_path(x, e, track=track))]
+        traced = [(id(h.node), h.index, h.value) for h in trace_top_path(x, flat, track=track).hops()]
+        assert [w[:2] for w in walk] == [t[:2] for t in traced]
+        np.testing.assert_allclose([w[2] for w in walk], [t[2] for t in traced], rtol=1e-6)
+
+    @jax.jit
+    def positions_and_values(start):  # the whole graph, backprop and trace in one program
+        x, _, out = _network()
+        out.backprop(values_to_compute=("max_path",))
+        trace = trace_top_path(x, start, track=track)
+        return trace.positions, trace.values
+
+    eager = trace_top_path(x, 4, track=track)
+    positions, values = positions_and_values(4)
+    np.testing.assert_array_equal(positions, eager.positions)
+    np.testing.assert_allclose(values, eager.values, rtol=1e-6)

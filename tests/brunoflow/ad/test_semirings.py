@@ -199,7 +199,7 @@ class PathCount(Semiring):
 class LogAbsGrad(Semiring):
     """Log semiring (logaddexp, +) over log|w|: log of abs_val_grad, computed in log space."""
 
-    fields = ("log_abs_val_grad",)
+    fields = ("log_mass",)
     maps = (ABS,)
 
     def seed(self, y):
@@ -237,8 +237,8 @@ def test_custom_log_semiring_runs_next_to_the_builtin_ones():
     root.backprop(values_to_compute=("grad", LogAbsGrad()))
     tape = Tape([leaf.val for leaf in leaves], ops)
     for t, leaf in enumerate(leaves):
-        assert_close(np.exp(np.asarray(leaf.log_abs_val_grad, np.float64)), tape.path_values(t)["abs"],
-                     err_msg=f"exp(log_abs_val_grad) of leaf {t}")
+        assert_close(np.exp(np.asarray(leaf.log_mass, np.float64)), tape.path_values(t)["abs"],
+                     err_msg=f"exp(log_mass) of leaf {t}")
         assert leaf.grad is not None and leaf.abs_val_grad is None
 
 
