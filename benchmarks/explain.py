@@ -1,8 +1,8 @@
 """What `bf_bert.explain` costs: torch and jitted JAX gradients against BF's semiring backprops (CPU).
 
 The embedded default model (all-MiniLM-L6-v2 encoder + the fitted MLM head, `default_model_path()`)
-in float64, explain's documented dtype (BF: `from_pretrained(path, dtype="float64")` under
-`jax.enable_x64(True)`; torch `dtype=torch.float64`; JAX float64 arrays), batch 1, sentences of
+in float32, explain's default (`--dtype float64`: BF `from_pretrained(path, dtype="float64")` under
+`jax.enable_x64(True)`, torch `dtype=torch.float64`, JAX float64 arrays), batch 1, sentences of
 exactly 16 and 128 tokens ([CLS] and [SEP] included) with one [MASK]: an agreement sentence whose
 prepositional phrases repeat to the length. The quantity is explain's
 
@@ -17,23 +17,31 @@ Rows, per length:
                                  (the reference, threads = cores as bert.py), and a 1-thread variant
   jax value_and_grad (jit)       bert.py's functional encoder from the embeddings, its MLM head on the
                                  mask row only (`jax_q` below), `jax.jit(jax.value_and_grad)`
+  jax floor: fwd + 6 VJPs (jit)  the same forward and six VJPs of q (distinct cotangents) in one jit:
+                                 the least work the semirings need (grad 1, |grad| and entropy 3,
+                                 max_grad 2), the reference the BF rows are divided by ("÷ floor")
+  bf program: 4 semirings (jit)  `analysis.program`'s compiled step (what `explain_batch` and the
+                                 dataset analysis run) with VALUES minus "max_path": forward, one
+                                 backprop, the whole read-out, one XLA program
   bf run: 4 semirings            `bf_bert.explain.run` with VALUES minus "max_path" (grad,
                                  abs_val_grad, entropy, max_grad): forward + one backprop restricted
                                  to the embeddings, blocked on the embeddings' fields
   bf run: all VALUES             the same with explain's full VALUES (+ the neuron-granular max_path)
-  bf top_path walk               `bf.top_path(embeddings, argmax of max_path)` after a full run
-  bf explain (warm)              `explain(model, tokenizer, text, target="are", contrast="is")`
+  bf explain (warm)              `explain(model, tokenizer, text, target="are", contrast="is")`: the
+                                 program with max_path (op by op under vmap) and its top-path trace
   bf explain, first call (cold)  the same, the first call in a fresh process: every kernel compiles
                                  (no persistent compilation cache); measured once
 
 Both run rows call explain's own `run`, with `values=` the semirings of the row.
 
 As bert.py: one worker process per framework and length, checks before timing (BF's q equals
-torch's within 1e-9, its gradient w.r.t. the embeddings within 1e-7 relative; JAX's too), then the
+torch's within 1e-9 in float64 / 1e-4 in float32, its gradient w.r.t. the embeddings within 1e-7 /
+1e-4 relative; JAX's too), then the
 rows timed round-robin across the workers, medians reported. Peak RSS is per row: the worker
 resets its high-water mark (`/proc/self/clear_refs`) before a row's calls and reads VmHWM after.
 
   .venv/bin/python benchmarks/explain.py             # seq 16 and 128 (~7 min on 2 cores), writes results/explain.json
+  .venv/bin/python benchmarks/explain.py --dtype float64   # the same in float64
   .venv/bin/python benchmarks/explain.py --quick     # seq 16 only, few repeats (JSON to a temp file)
   .venv/bin/python benchmarks/explain.py --profile   # also split the two BF run rows by op at the longest length
 """
@@ -64,13 +72,13 @@ HEAD, PHRASE, TAIL = "the keys", "to the old cabinet near the doors of the house
 
 ROWS = {
     "torch": ("torch fwd+bwd", "torch fwd+bwd, 1 thread"),
-    "jax": ("jax value_and_grad (jit)",),
-    "bf": ("bf run: 4 semirings (no max_path)", "bf run: all VALUES (+ max_path)", "bf top_path walk",
+    "jax": ("jax value_and_grad (jit)", "jax floor: fwd + 6 VJPs (jit)"),
+    "bf": ("bf run: 4 semirings (no max_path)", "bf run: all VALUES (+ max_path)", "bf program: 4 semirings (jit)",
            "bf explain (warm)"),
 }
 COLD = "bf explain, first call (cold)"
-TORCH_REF, TORCH_REF_1, JAX_REF = ROWS["torch"][0], ROWS["torch"][1], ROWS["jax"][0]
-Q_ATOL, GRAD_RTOL = 1e-9, 1e-7
+TORCH_REF, TORCH_REF_1, JAX_REF, FLOOR = ROWS["torch"][0], ROWS["torch"][1], ROWS["jax"][0], ROWS["jax"][1]
+TOLERANCES = {"float64": (1e-9, 1e-7), "float32": (1e-4, 1e-4)}  # |Δq| and gradient relative to torch
 
 
 def sentence(tokenizer, seq):
@@ -119,7 +127,8 @@ def torch_worker(spec):
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     torch.set_num_threads(spec["threads"])
-    model = BertForMaskedLM.from_pretrained(spec["path"], attn_implementation="eager", dtype=torch.float64).eval()
+    model = BertForMaskedLM.from_pretrained(spec["path"], attn_implementation="eager",
+                                            dtype=getattr(torch, spec["dtype"])).eval()
     ids, am, tt = (torch.from_numpy(spec["inputs"][k]) for k in ("input_ids", "attention_mask", "token_type_ids"))
     pos, target, contrast = spec["pos"], spec["target_id"], spec["contrast_id"]
     with torch.no_grad():
@@ -148,7 +157,7 @@ def jax_worker(spec):
     import jax.numpy as jnp
     from safetensors.numpy import load_file
 
-    params = {k: jnp.asarray(v, jnp.float64) for k, v in load_file(os.path.join(spec["path"], "model.safetensors")).items()}
+    params = {k: jnp.asarray(v, spec["dtype"]) for k, v in load_file(os.path.join(spec["path"], "model.safetensors")).items()}
     c = spec["config"]
     ids, am, tt = (spec["inputs"][k] for k in ("input_ids", "attention_mask", "token_type_ids"))
     embeddings = params["bert.embeddings.word_embeddings.weight"][jnp.asarray(ids)]
@@ -160,11 +169,20 @@ def jax_worker(spec):
     def step():
         return jax.block_until_ready(value_and_grad(embeddings, *args))
 
+    @jax.jit
+    def six_vjps(e, p, *a):
+        q, pull = jax.vjp(lambda e: q_fn(p, e, *a), e)
+        return q, [pull(jnp.asarray(1.0 + k, q.dtype))[0] for k in range(6)]  # distinct: nothing to share
+
+    def floor():
+        return jax.block_until_ready(six_vjps(embeddings, *args))
+
     def check():
         q, grad = step()
         return {"q": float(q), "grad": np.asarray(grad[0])}
 
-    return {JAX_REF: step}, check, {"jax_devices": str(jax.devices()), "x64": bool(jax.config.jax_enable_x64)}
+    return ({JAX_REF: step, FLOOR: floor}, check,
+            {"jax_devices": str(jax.devices()), "x64": bool(jax.config.jax_enable_x64)})
 
 
 def bf_worker(spec):
@@ -176,7 +194,9 @@ def bf_worker(spec):
     from bf_bert import explain as E
     from brunoflow.ad.node import SEMIRING_FIELDS
 
-    model = BFBertForMaskedLM.from_pretrained(spec["path"], dtype="float64").eval()
+    from bf_bert.analysis.program import compiled_program, parameters_of
+
+    model = BFBertForMaskedLM.from_pretrained(spec["path"], dtype=spec["dtype"]).eval()
     tokenizer = AutoTokenizer.from_pretrained(spec["path"])
     inputs = spec["inputs"]
     full = tuple(E.VALUES)
@@ -211,11 +231,17 @@ def bf_worker(spec):
     def explain():
         return E.explain(model, tokenizer, spec["text"], target=TARGET, contrast=CONTRAST)
 
-    # the round-robin asks for the walk right after the all-VALUES row: it walks that row's last
-    # graph, then lets it go, so no other row's peak RSS carries it
-    walk.prepare, walk.release = prepare_walk, retained.clear
-    run_all.warm = walk.warm = explain.warm = False  # their kernels are the cold explain's
-    steps = dict(zip(ROWS["bf"], (run_4, run_all, walk, explain)))
+    program = compiled_program(model, "logit", True, no_max_path)
+    ids = np.asarray(inputs["input_ids"], np.int32)
+    program_args = (parameters_of(model), ids, np.asarray(inputs["attention_mask"], np.int32), np.zeros_like(ids),
+                    *(np.asarray([spec[k]], np.int32) for k in ("pos", "target_id", "contrast_id")))
+
+    def run_program():
+        return jax.block_until_ready(program(*program_args))
+
+    explain.warm = False  # its kernels are the cold explain's
+    run_all.release = retained.clear
+    steps = dict(zip(ROWS["bf"], (run_4, run_all, run_program, explain)))
 
     def check():
         out = {}
@@ -224,6 +250,7 @@ def bf_worker(spec):
             value, embeddings, _ = run(no_max_path if step is run_4 else full)
             out[name] = {"q": float(value.val), "grad": np.asarray(embeddings.grad[0])}
             retained["run"] = (value, embeddings, _)
+        out["program"] = {"q": float(np.asarray(run_program().readout.value)[0])}  # it reads out no gradient
         prepare_walk()
         hops = walk()
         embeddings = retained["run"][1]
@@ -242,7 +269,7 @@ def bf_worker(spec):
         return {"ms": 1e3 * took, "first_call_ms": 1e3 * took, "peak_rss_mb": rss_mb("VmHWM"),
                 "hits": bf.kernel_stats.hits, "misses": bf.kernel_stats.misses,
                 "explanation": {"q": explanation.value, "top_path_hops": len(explanation.top_path),
-                                "top_path_value": explanation.top_path[0].value}}
+                                "top_path_value": explanation.top_path[-1].value}}
 
     # the 4-semiring row compiles its own kernels (a kernel is per op, shapes and semiring set);
     # the others reuse the cold explain's
@@ -253,10 +280,10 @@ WORKERS = {"torch": torch_worker, "jax": jax_worker, "bf": bf_worker}
 
 
 def worker_main(conn, kind, spec):
-    """Serve the parent's commands until "exit"; errors go back as their traceback. jax and bf
-    workers run everything inside `jax.enable_x64(True)`, as explain's documentation asks."""
+    """Serve the parent's commands until "exit"; errors go back as their traceback. In float64,
+    jax and bf workers run everything inside `jax.enable_x64(True)`."""
     try:
-        if kind == "torch":
+        if kind == "torch" or spec["dtype"] == "float32":
             scope = contextlib.nullcontext()
         else:
             import jax
@@ -320,10 +347,11 @@ def time_calls(step, reps, first=False):
 
 # -- parent --------------------------------------------------------------------------------------------
 
-def verify(checks):
-    """BF's (both runs and explain) and JAX's q against torch's within Q_ATOL, and their gradients
-    w.r.t. the embeddings within GRAD_RTOL of torch's (max |Δ| / max |torch grad|). Raises on a
-    mismatch; returns the errors."""
+def verify(checks, dtype):
+    """BF's (both runs, the program and explain) and JAX's q against torch's within Q_ATOL, and their
+    gradients w.r.t. the embeddings within GRAD_RTOL of torch's (max |Δ| / max |torch grad|).
+    Raises on a mismatch; returns the errors."""
+    Q_ATOL, GRAD_RTOL = TOLERANCES[dtype]
     ref = checks["torch"]
     scale = float(np.abs(ref["grad"]).max())
     report = {"torch q": ref["q"], "torch grad max |g|": scale}
@@ -335,19 +363,23 @@ def verify(checks):
         assert got["grad"].shape == ref["grad"].shape, (name, got["grad"].shape, ref["grad"].shape)
         assert dq <= Q_ATOL, f"{name}: q = {got['q']!r} differs from torch's {ref['q']!r} by {dq:.2e} > {Q_ATOL}"
         assert rel <= GRAD_RTOL, f"{name}: gradient w.r.t. the embeddings differs from torch's by {rel:.2e} > {GRAD_RTOL}"
-    dq = abs(checks["bf"]["explain"]["q"] - ref["q"])
-    report["bf explain: |Δq|"] = dq
-    assert dq <= Q_ATOL, f"explain's value differs from torch's q by {dq:.2e}"
+    for name in ("explain", "program"):
+        dq = abs(checks["bf"][name]["q"] - ref["q"])
+        report[f"bf {name}: |Δq|"] = dq
+        assert dq <= Q_ATOL, f"{name}'s value differs from torch's q by {dq:.2e}"
     walk = checks["bf"]["top_path"]
     report.update({f"top path {k}": v for k, v in walk.items()})
     assert walk["hops"] > 1 and math.isclose(walk["first_value"], walk["max_path_at_start"], rel_tol=1e-12), walk
+    explained = checks["bf"]["explain"]
+    report["bf explain: top path hops"] = explained["top_path_hops"]
+    assert math.isclose(explained["top_path_value"], walk["first_value"], rel_tol=100 * GRAD_RTOL), (explained, walk)
     return report
 
 
 def run_length(seq, path, config, tokenizer, args):
     text, encoded = sentence(tokenizer, seq)
     from bf_bert.explain import mask_position, word_id
-    spec = {"path": path, "config": config, "text": text, "inputs": encoded, "threads": os.cpu_count(),
+    spec = {"path": path, "config": config, "text": text, "inputs": encoded, "threads": os.cpu_count(), "dtype": args.dtype,
             "pos": mask_position(tokenizer, encoded["input_ids"], text),
             "target_id": word_id(tokenizer, TARGET), "contrast_id": word_id(tokenizer, CONTRAST, "contrast")}
     workers = {kind: Worker(kind, spec, serve=worker_main) for kind in ROWS}
@@ -359,7 +391,7 @@ def run_length(seq, path, config, tokenizer, args):
             rows.update(w.ask("warm"))
         checks = {kind: w.ask("check") for kind, w in workers.items()}
         checks["bf"]["explain"] = rows[COLD].pop("explanation")
-        checks = verify(checks)
+        checks = verify(checks, args.dtype)
         samples = {label: {"times": [], "peak": [], "hits": 0, "misses": 0} for label in rows if label != COLD}
         for r in range(args.rounds):
             for kind, w in workers.items():
@@ -394,14 +426,14 @@ def run_length(seq, path, config, tokenizer, args):
     best_torch = min(rows[TORCH_REF]["ms"], rows[TORCH_REF_1]["ms"])
     for row in rows.values():
         row.update(vs_torch_fwd_bwd=row["ms"] / rows[TORCH_REF]["ms"], vs_best_torch=row["ms"] / best_torch,
-                   vs_jax=row["ms"] / rows[JAX_REF]["ms"])
+                   vs_jax=row["ms"] / rows[JAX_REF]["ms"], vs_floor=row["ms"] / rows[FLOOR]["ms"])
     order = [*ROWS["torch"], *ROWS["jax"], *ROWS["bf"], COLD]
     return {"seq": seq, "text": text, "mask_position": spec["pos"], "rows": {k: rows[k] for k in order},
             "workers": info, "checks": checks, "profile": profile}
 
 
 def print_table(results):
-    header = (f"| {'seq':>3s} | {'row':36s} | {'ms':>9s} | {'÷ torch f+b':>11s} | {'÷ best torch':>12s} | {'÷ jax v&g':>9s} | "
+    header = (f"| {'seq':>3s} | {'row':36s} | {'ms':>9s} | {'÷ floor':>7s} | {'÷ torch f+b':>11s} | {'÷ best torch':>12s} | {'÷ jax v&g':>9s} | "
               f"{'peak RSS':>8s} | {'first call':>10s} | {'hits':>4s} |")
     print("\n" + header + "\n|" + "|".join("-" * len(c) for c in header.split("|")[1:-1]) + "|")
     for res in results.values():
@@ -409,7 +441,7 @@ def print_table(results):
             rate = row.get("timed_hit_rate")
             hits = f"{rate:4.0%}" if rate is not None else ("–" if label in ROWS["bf"] else "")
             first = f"{row['first_call_ms'] / 1e3:8.1f} s" if row["first_call_ms"] is not None else "(cold row)"
-            print(f"| {res['seq']:3d} | {label:36s} | {row['ms']:9.1f} | {row['vs_torch_fwd_bwd']:10.2f}x | "
+            print(f"| {res['seq']:3d} | {label:36s} | {row['ms']:9.1f} | {row['vs_floor']:6.2f}x | {row['vs_torch_fwd_bwd']:10.2f}x | "
                   f"{row['vs_best_torch']:11.2f}x | {row['vs_jax']:8.2f}x | {row['peak_rss_mb']:5.0f} MB | {first:>10s} | {hits:>4s} |")
 
 
@@ -436,6 +468,7 @@ def main():
     parser.add_argument("--seconds", type=float, default=None, help="time budget per row (default 2, quick 0.5)")
     parser.add_argument("--rounds", type=int, default=None, help="round-robin rounds (default 3, quick 2)")
     parser.add_argument("--profile", action="store_true", help="split the BF run rows by op at the longest length")
+    parser.add_argument("--dtype", choices=tuple(TOLERANCES), default="float32", help="default float32")
     parser.add_argument("--out", default=None,
                         help="JSON path (default benchmarks/results/explain.json; with --quick, a temp file)")
     args = parser.parse_args()
@@ -481,7 +514,7 @@ def main():
     with open(args.out, "w") as f:
         json.dump({"machine": machine,
                    "settings": {"seconds_per_row": args.seconds, "rounds": args.rounds, "seqs": args.seqs,
-                                "batch": 1, "dtype": "float64", "quantity": f"logit({TARGET!r}) - logit({CONTRAST!r})",
+                                "batch": 1, "dtype": args.dtype, "quantity": f"logit({TARGET!r}) - logit({CONTRAST!r})",
                                 "model": NOTE, "model_path": path},
                    "results": results},
                   f, indent=2, default=lambda o: o.tolist() if isinstance(o, np.ndarray) else str(o))

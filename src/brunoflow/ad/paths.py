@@ -147,6 +147,8 @@ def trace_top_path(node, flat_index, track="max"):
     if node.max_path_of_output_wrt_node is None:
         raise ValueError("trace_top_path needs backprop(values_to_compute=(..., 'max_path')) first")
     nodes = _reachable_consumers(node)
+    if not isinstance(node.max_path_of_output_wrt_node[0], jax.core.Tracer):
+        return _from_walk(nodes, node, flat_index, track)
     position = {id(node): jnp.asarray(flat_index, jnp.int32)}
     on_min = {id(node): jnp.asarray(track == "min")}
     for here in nodes[1:]:
@@ -160,6 +162,18 @@ def trace_top_path(node, flat_index, track="max"):
         position[id(here)], on_min[id(here)] = where, minimum
     values = [_value(n, position[id(n)], on_min[id(n)]) for n in nodes]
     return PathTrace(nodes, jnp.stack([position[id(n)] for n in nodes]), jnp.stack(values))
+
+
+def _from_walk(nodes, node, flat_index, track):
+    """Outside a trace, the host walk reads ~3 scalars per hop: far fewer kernels than the
+    per-node gathers, each of which would be its own dispatch."""
+    start = np.unravel_index(int(flat_index), node.shape) if node.shape else ()
+    on_path = {id(h.node): h for h in _walk_max_path(node, tuple(int(i) for i in start), 100_000, track)}
+    positions = [int(np.ravel_multi_index(on_path[id(n)].index, n.shape)) if id(n) in on_path and n.shape
+                 else (0 if id(n) in on_path else -1) for n in nodes]
+    values = [on_path[id(n)].value if id(n) in on_path else np.nan for n in nodes]
+    dtype = node.max_path_of_output_wrt_node[0].dtype
+    return PathTrace(nodes, jnp.asarray(positions, jnp.int32), jnp.asarray(values, dtype))
 
 
 def _reachable_consumers(node):
