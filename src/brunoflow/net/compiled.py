@@ -11,7 +11,8 @@ each at every new input shape). Here a root call instead
    template; every other node holds a `Deferred` value: the first read of one (a backprop, a
    hidden state's value) runs a second program that returns them all, once for that call.
 
-A caller may pass the same call padded to a longer length (`padded`, `lengths=(n, n_padded)`):
+A caller may pass the same call padded to a longer length (`padded`, `lengths=(n, n_padded)`, or
+`(n, n_padded, rows)` when a flattened (rows, sequence) axis may lead some values):
 the programs then run at the padded shapes, so one compile serves every length up to it, while
 the graph and its values are those of the call as given: node k of the padded forward is node k
 of the caller's, cut to the first n entries of every axis that grew. That is only right for a
@@ -80,36 +81,39 @@ def forward(network, args, kwargs, padded=None, lengths=None):
     """network.forward(*args, **kwargs) as a root call through one compiled program, or EAGER.
 
     padded: (args, kwargs) of the same call on inputs padded to a longer length, lengths: (the
-    caller's length, the padded one); see the module docstring for when that is right.
+    caller's length, the padded one[, rows]); see the module docstring for when that is right.
     """
     from .dropout import Dropout  # here: dropout.py imports module.py, which imports this file
 
     named = list(network.named_modules())
     if _inside_a_transformation() or any(isinstance(m, Dropout) and m.training and m.p > 0 for _, m in named):
-        return _eager()
+        return eager()
     params = list(network.parameters())
     param_vals = [p.val for p in params]
     if any(isinstance(v, jax.core.Tracer) for v in param_vals):
-        return _eager()
+        return eager()
     try:
         exact_call = _flatten(args, kwargs)
         padded_call = _flatten(*padded) if padded is not None else None
     except _Eager:
-        return _eager()
-    key = network.compile_key()
+        return eager()
     network_sig = (tuple((path, type(m), m.training) for path, m in named),
                    tuple((tuple(np.shape(v)), np.dtype(v.dtype)) for v in param_vals))
-    cache = (_shared.setdefault((key, network_sig), {}) if key is not None
-             else network.__dict__.setdefault("_compiled_forwards", {}).setdefault(network_sig, {}))
     with network.as_root():  # paths first: the trace and the rebuilt nodes read them
-        context = (network, params, named, key, cache)
-        exact = _entry(context, exact_call)
-        if exact is None or exact.template is None:
-            return _eager()
+        for _ in range(2):  # a forward that sets its config on first use is recorded again
+            key = network.compile_key()
+            cache = (_shared.setdefault((key, network_sig), {}) if key is not None
+                     else network.__dict__.setdefault("_compiled_forwards", {}).setdefault(network_sig, {}))
+            context = (network, params, named, key, cache)
+            exact = _entry(context, exact_call)
+            if exact is not _KEY_CHANGED:
+                break
+        if exact is None or exact is _KEY_CHANGED or exact.template is None:
+            return eager()
         run, run_call, plan = exact, exact_call, None
         if padded_call is not None and padded_call[:2] != exact_call[:2]:
             bucket = _entry(context, padded_call)
-            if bucket is not None and bucket.template is not None:
+            if bucket not in (None, _KEY_CHANGED) and bucket.template is not None:
                 plan = _plan(exact, bucket, padded_call[:2], lengths)
                 if plan is not None:
                     run, run_call = bucket, padded_call
@@ -122,13 +126,14 @@ def _replay(network, params, named, exact, exact_call, run, run_call, plan):
     program_args = ([p.val for p in params], run_call[2], [n.val for n in run_call[3]])
     returned, consts, arrays = _call(run, "out", network, params, program_args)
     template = exact.template
+    node_cuts = None
     if plan is not None:  # read the caller's constants and outputs off the padded run
-        const_sources, array_sources = plan
-        consts = [_cut(consts[s[1]] if s[0] == TRACED else s[1], shape)
-                  for s, (shape, _) in zip(const_sources, template.consts)]
-        arrays = [_cut(arrays[i], shape) for i, (shape, _) in zip(array_sources, template.arrays)]
-    values = {k: _cut(v, template.recipes[k].shape) for k, v in zip(template.returned, returned)}
-    later = _Later(run, program_args, template, network, params)
+        const_sources, array_sources, node_cuts, const_cuts, array_cuts = plan
+        consts = [_cut(consts[s[1]] if s[0] == TRACED else s[1], cut) for s, cut in zip(const_sources, const_cuts)]
+        arrays = [_cut(arrays[i], cut) for i, cut in zip(array_sources, array_cuts)]
+        returned = [_cut(v, node_cuts[k]) for k, v in zip(template.returned, returned)]
+    values = dict(zip(template.returned, returned))
+    later = _Later(run, program_args, node_cuts, network, params)
     result, made = rebuild(template, params, exact_call[3], dict(named), consts, values, arrays,
                            lambda k, recipe: Deferred(recipe.shape, recipe.dtype, later.resolve))
     later.nodes = [weakref.ref(n) for n in made]
@@ -138,16 +143,16 @@ def _replay(network, params, named, exact, exact_call, run, run_call, plan):
 class _Later:
     """The values no caller has read yet, of one call: all made by one run of the "all" program."""
 
-    def __init__(self, entry, program_args, template, network, params):
-        self.entry, self.program_args, self.template, self.nodes = entry, program_args, template, []
+    def __init__(self, entry, program_args, cuts, network, params):
+        self.entry, self.program_args, self.cuts, self.nodes = entry, program_args, cuts, []
         self.network, self.params = network, params
 
     def resolve(self):
         values = _call(self.entry, "all", self.network, self.params, self.program_args)
-        for ref, value, recipe in zip(self.nodes, values, self.template.recipes):
+        for k, (ref, value) in enumerate(zip(self.nodes, values)):
             node = ref()
             if node is not None and node._val.__class__ is Deferred:
-                node._val = _cut(value, recipe.shape)
+                node._val = value if self.cuts is None else _cut(value, self.cuts[k])
         self.program_args = self.nodes = self.network = self.params = None
 
 
@@ -159,9 +164,13 @@ def _call(entry, which, network, params, program_args):
         entry.current = None
 
 
+_KEY_CHANGED = object()
+
+
 def _entry(context, call):
     """The cached entry of a signature, recording its template on first use; None when the trace
-    failed or changed the network's compile key (a forward that sets config on first use)."""
+    failed, _KEY_CHANGED when it changed the network's compile key (a forward that sets config
+    on first use: what it recorded may hold for the old key only)."""
     network, params, named, key, cache = context
     signature = call[:2]
     entry = cache.get(signature)
@@ -174,7 +183,7 @@ def _entry(context, call):
     except Exception:  # noqa: BLE001 (the eager run raises it again, for the caller)
         return None
     if network.compile_key() != key:
-        return None
+        return _KEY_CHANGED
     cache[signature] = entry = _Entry(signature, template)
     return entry
 
@@ -263,34 +272,75 @@ def _abstract(values):
 
 
 def _plan(exact, bucket, signature, lengths):
-    """How to read `exact` off `bucket`'s values (cached), or None: a different graph, or an
-    axis that grew by other than lengths[0] -> lengths[1] (e.g. batch and sequence merged)."""
+    """How to read `exact` off `bucket`'s values (cached per pair), or None."""
     if lengths is None:
         return None
     if signature not in exact.matches:
-        found = match(exact.template, bucket.template)
-        if found is not None:
-            pairs = [(r.shape, s.shape) for r, s in zip(exact.template.recipes, bucket.template.recipes)]
-            consts, arrays = found
-            pairs += [(shape, bucket.template.consts[s[1]][0] if s[0] == TRACED else np.shape(s[1]))
-                      for s, (shape, _) in zip(consts, exact.template.consts)]
-            pairs += [(shape, bucket.template.arrays[i][0]) for i, (shape, _) in zip(arrays, exact.template.arrays)]
-            if not all(len(e) == len(b) and all(m == n or (m, n) == tuple(lengths) for m, n in zip(e, b))
-                       for e, b in pairs):
-                found = None
-        exact.matches[signature] = found
+        exact.matches[signature] = _make_plan(exact.template, bucket.template, lengths)
     return exact.matches[signature]
 
 
-def _cut(value, shape):
-    if tuple(np.shape(value)) == tuple(shape):
+class _Uncuttable(Exception):
+    pass
+
+
+def _make_plan(exact, bucket, lengths):
+    """None for a different graph, or an axis that grew otherwise than the padding did; else the
+    sources of exact's constants and returned arrays in bucket, and a cut per value."""
+    found = match(exact, bucket)
+    if found is None:
+        return None
+    consts, arrays = found
+    try:
+        node_cuts = [_cut_of(r.shape, s.shape, lengths) for r, s in zip(exact.recipes, bucket.recipes)]
+        const_cuts = [_cut_of(shape, bucket.consts[s[1]][0] if s[0] == TRACED else np.shape(s[1]), lengths)
+                      for s, (shape, _) in zip(consts, exact.consts)]
+        array_cuts = [_cut_of(shape, bucket.arrays[i][0], lengths) for i, (shape, _) in zip(arrays, exact.arrays)]
+    except _Uncuttable:
+        return None
+    return consts, arrays, node_cuts, const_cuts, array_cuts
+
+
+def _cut_of(exact, padded, lengths):
+    """None (the same shape) or (exact shape, rows): keep the first entries of every axis that grew
+    from n to n_padded; with `rows` (lengths[2]), a leading axis of rows·n_padded holds (rows,
+    n_padded) merged row-major (a flattened (batch, seq)), and keeps the first n of each row."""
+    n, n_padded, rows = (*lengths, None)[:3]
+    exact, padded = tuple(exact), tuple(padded)
+    if exact == padded:
+        return None
+    if len(exact) != len(padded):
+        raise _Uncuttable
+    merged = None
+    for axis, (e, p) in enumerate(zip(exact, padded)):
+        if e == p or (e, p) == (n, n_padded):
+            continue
+        if axis == 0 and rows and (e, p) == (rows * n, rows * n_padded):
+            merged = rows
+            continue
+        raise _Uncuttable
+    return exact, merged
+
+
+def _cut(value, cut):
+    if cut is None:
         return value
+    shape, rows = cut
+    if rows is None:
+        return _slice(value, shape)
+    rest = tuple(np.shape(value)[1:])
+    value = _slice(value.reshape(rows, -1, *rest), (rows, shape[0] // rows, *shape[1:]))
+    return value.reshape(shape)
+
+
+def _slice(value, shape):
     if isinstance(value, np.ndarray):
-        return value[tuple(slice(0, n) for n in shape)]
+        return value[tuple(slice(0, k) for k in shape)]
     return jax.lax.slice(value, (0,) * len(shape), tuple(shape))
 
 
-def _eager():
+def eager():
+    """EAGER, counted: what a caller returns when a compiled call cannot apply."""
     stats.eager += 1
     return EAGER
 
