@@ -326,17 +326,25 @@ def _cut(value, cut):
     if cut is None:
         return value
     shape, rows = cut
-    if rows is None:
-        return _slice(value, shape)
-    rest = tuple(np.shape(value)[1:])
-    value = _slice(value.reshape(rows, -1, *rest), (rows, shape[0] // rows, *shape[1:]))
-    return value.reshape(shape)
+    # (rows·n_padded, ...) is read as (rows, n_padded, ...), and keeps the first n of each row
+    limits = tuple(shape) if rows is None else (rows, shape[0] // rows, *shape[1:])
+    if not isinstance(value, np.ndarray) and not _on_cpu(value):
+        if rows is not None:
+            value = value.reshape(rows, -1, *value.shape[1:])
+        return jax.lax.slice(value, (0,) * len(limits), limits).reshape(shape)
+    # on the host a cut is a view: lax.slice would compile a kernel for every new length
+    host = np.asarray(value)
+    if rows is not None:
+        host = host.reshape(rows, -1, *host.shape[1:])
+    host = host[tuple(slice(0, k) for k in limits)].reshape(shape)
+    return host if isinstance(value, np.ndarray) else jax.device_put(np.ascontiguousarray(host))
 
 
-def _slice(value, shape):
-    if isinstance(value, np.ndarray):
-        return value[tuple(slice(0, k) for k in shape)]
-    return jax.lax.slice(value, (0,) * len(shape), tuple(shape))
+def _on_cpu(value):
+    try:
+        return all(device.platform == "cpu" for device in value.devices())
+    except AttributeError:  # a Python number or another array type: numpy reads it
+        return True
 
 
 def eager():
