@@ -232,3 +232,14 @@ def test_compile_key_shares_programs_between_networks_of_one_architecture():
     first.block.dense.weight.val = jnp.zeros((4, 4))  # a new value, not a new architecture
     first(x)
     assert compiled.stats.programs == 1
+
+
+def test_cuts_off_the_host_give_the_same_values(monkeypatch):
+    # accelerators cut with lax.slice (no host round trip); the CPU takes a numpy view
+    model = Tagger(merge=True)
+    x = _x((2, 5, 4))
+    padded = np.concatenate([x, np.zeros((2, 3, 4), np.float32)], axis=1)
+    monkeypatch.setattr(compiled, "_on_cpu", lambda value: False)
+    got = compiled.forward(model, (x,), {}, padded=((padded,), {}), lengths=(5, 8, 2))
+    assert compiled.stats.padded == 1
+    assert_same_graph(got["probs"], _eager(model, x)["probs"])
