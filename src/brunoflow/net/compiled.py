@@ -38,9 +38,9 @@ EAGER = object()  # returned when a call must run eagerly
 
 
 class Stats:
-    """templates: forwards traced to record their graph (no compile); programs: jitted programs traced, i.e.
-    XLA compiles (some served by the persistent cache); calls: compiled calls, padded: those of
-    them that ran padded; eager: fallbacks."""
+    """templates: forwards traced to record their graph (no compile); programs: jitted programs
+    traced, i.e. XLA compiles (some served by the persistent cache); calls: compiled calls,
+    padded: those of them that ran padded; eager: fallbacks."""
 
     def __init__(self):
         self.reset()
@@ -98,7 +98,8 @@ def forward(network, args, kwargs, padded=None, lengths=None):
     except _Eager:
         return eager()
     network_sig = (tuple((path, type(m), m.training) for path, m in named),
-                   tuple((tuple(np.shape(v)), np.dtype(v.dtype)) for v in param_vals))
+                   tuple((tuple(np.shape(v)), np.dtype(v.dtype)) for v in param_vals),
+                   bool(jax.config.jax_enable_x64))  # constants' dtypes follow it
     with network.as_root():  # paths first: the trace and the rebuilt nodes read them
         for _ in range(2):  # a forward that sets its config on first use is recorded again
             key = network.compile_key()
@@ -209,6 +210,7 @@ def _program(entry, which):
     program = entry.programs.get(which)
     if program is not None:
         return program
+
     def body(param_vals, array_vals, node_vals):
         stats.programs += 1
         network, params = entry.current

@@ -63,7 +63,8 @@ HEADS = {
 def assert_same_outputs(got, expected, tol=1e-5):
     assert list(got.keys()) == list(expected.keys())
     for field in expected.keys():
-        pairs = zip(got[field], expected[field]) if isinstance(expected[field], tuple) else [(got[field], expected[field])]
+        ours, theirs = got[field], expected[field]
+        pairs = zip(ours, theirs) if isinstance(theirs, tuple) else [(ours, theirs)]
         for a, b in pairs:
             assert a.shape == b.shape, field
             np.testing.assert_allclose(np.asarray(a.val), np.asarray(b.val), rtol=0, atol=tol, err_msg=field)
