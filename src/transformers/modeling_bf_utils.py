@@ -63,7 +63,10 @@ def host_int_array(value, name, ndim=None, hint=""):
         values = None
         shape, dtype = tuple(raw.shape), raw.dtype
     else:
-        values = np.asarray(as_array(raw))
+        # integer numpy arrays are checked as they are: through jnp, int64 ids would compile a
+        # conversion kernel for every new shape just to be read back
+        integers = isinstance(raw, np.ndarray) and raw.dtype.kind in "iub"
+        values = raw if integers else np.asarray(as_array(raw))
         shape, dtype = values.shape, values.dtype
     if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.bool_)):
         raise TypeError(f"{name} must hold integers, got dtype {dtype}")
