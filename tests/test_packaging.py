@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-OVERLAY = {"transformers/bf_activations.py", "transformers/bf_checkpoint_io.py", "transformers/modeling_bf_outputs.py",
-           "transformers/modeling_bf_utils.py", "transformers/models/auto/modeling_bf_auto.py",
-           "transformers/models/bert/modeling_bf_bert.py"}
+OVERLAY = {"transformers/bf_activations.py", "transformers/bf_checkpoint_io.py", "transformers/modeling_bf_buckets.py",
+           "transformers/modeling_bf_outputs.py", "transformers/modeling_bf_utils.py",
+           "transformers/models/auto/modeling_bf_auto.py", "transformers/models/bert/modeling_bf_bert.py"}
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ safetensors that transformers' torch classes load as they are.
 import contextlib
 import copy
 import functools
+import json
 import os
 import re
 
@@ -23,6 +24,7 @@ from transformers import AutoConfig, PretrainedConfig
 from transformers.utils import logging
 
 from .bf_checkpoint_io import read_checkpoint, resolve_checkpoint_files, write_checkpoint
+from .modeling_bf_buckets import bucketed_forward
 
 logger = logging.get_logger(__name__)
 
@@ -61,7 +63,10 @@ def host_int_array(value, name, ndim=None, hint=""):
         values = None
         shape, dtype = tuple(raw.shape), raw.dtype
     else:
-        values = np.asarray(as_array(raw))
+        # integer numpy arrays are checked as they are: through jnp, int64 ids would compile a
+        # conversion kernel for every new shape just to be read back
+        integers = isinstance(raw, np.ndarray) and raw.dtype.kind in "iub"
+        values = raw if integers else np.asarray(as_array(raw))
         shape, dtype = values.shape, values.dtype
     if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.bool_)):
         raise TypeError(f"{name} must hold integers, got dtype {dtype}")
@@ -102,9 +107,14 @@ class BFPreTrainedModel(Network):
 
     Subclasses set `config_class`, `base_model_prefix`, `_tied_weights_keys` ({target: source},
     HF's names) and `_keys_to_ignore_on_load_unexpected` (regexes), and call `post_init()`.
+    Heads with labels declare how padding treats them in `_label_padding` (modeling_bf_buckets).
+
+    A plain call runs as one compiled program at a bucket length (`modeling_bf_buckets`); set
+    `model.compiled_forward = False` for the eager path (one kernel per op).
     """
 
-    config_class = PretrainedConfig
+    compiled_forward = True
+    _label_padding = {}  # label argument -> its pad value at padded positions; None: no sequence axis
     base_model_prefix = ""
     _tied_weights_keys = {}
     _keys_to_ignore_on_load_unexpected = [r"position_ids$", r"token_type_ids$"]
@@ -185,6 +195,18 @@ class BFPreTrainedModel(Network):
             return self.get_submodule(owner_path)._parameters.get(name)
         except AttributeError:
             return None
+
+    # -- compiled forwards ----------------------------------------------------------------
+    def compiled_call(self, args, kwargs):
+        return bucketed_forward(self, args, kwargs)
+
+    def compile_key(self):
+        """The class and the config (less names and paths): models of one architecture share
+        compiled programs, whichever checkpoint they hold (the weights are arguments)."""
+        config = {k: v for k, v in self.config.to_dict().items()
+                  if k not in ("_name_or_path", "name_or_path", "architectures", "transformers_version", "torch_dtype",
+                               "dtype", "_commit_hash")}
+        return type(self).__qualname__, json.dumps(config, sort_keys=True, default=str)
 
     # -- conveniences users of HF models reach for ------------------------------------------
     @property

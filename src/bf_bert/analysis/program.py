@@ -9,7 +9,6 @@ the same one loaded again) reuses the compiled program, and the persistent compi
 Per-row target/contrast ids and mask positions are traced, so one program serves any words.
 """
 
-import json
 from typing import NamedTuple
 
 import jax
@@ -233,11 +232,8 @@ def architecture(model):
     """What a compiled program depends on: the class, the config (less names and paths), every
     parameter's shape and dtype. Two loads of one checkpoint, or two checkpoints of one
     architecture, give the same key."""
-    config = {k: v for k, v in model.config.to_dict().items()
-              if k not in ("_name_or_path", "name_or_path", "architectures", "transformers_version", "torch_dtype",
-                           "dtype", "_commit_hash")}
     shapes = tuple((tuple(p.shape), str(p.dtype)) for p in model.parameters())
-    return type(model).__qualname__, json.dumps(config, sort_keys=True, default=str), shapes
+    return (*model.compile_key(), shapes)
 
 
 def compiled_program(model, quantity, has_contrast, values):

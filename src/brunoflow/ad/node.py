@@ -27,6 +27,17 @@ def register_semiring_fields(fields):
     SEMIRING_FIELDS.extend(f for f in fields if f not in SEMIRING_FIELDS)
 
 
+class Deferred:
+    """A value that is computed on first read, e.g. an intermediate of a compiled forward: only
+    the outputs a caller reads are worth copying out of the program; the rest, which only a
+    backprop reads, are made once, together, by `resolve()`. Shape and dtype are known before."""
+
+    __slots__ = ("shape", "dtype", "resolve")
+
+    def __init__(self, shape, dtype, resolve):
+        self.shape, self.dtype, self.resolve = tuple(shape), dtype, resolve
+
+
 def as_array(value):
     """Host or device data → a JAX array (tracers pass through); torch tensors via numpy."""
     if isinstance(value, Node):
@@ -40,7 +51,8 @@ class Node:
     """One tensor in the computation graph.
 
     Attributes:
-        val: the forward value (a JAX array, or a tracer under jax.jit/vmap).
+        val: the forward value (a JAX array, or a tracer under jax.jit/vmap); a node of a compiled
+            forward may hold a `Deferred` that the first read of `val` turns into the array.
         inputs: what the op that made this node consumed (Nodes or constant arrays); () for leaves.
         op, static: that op (a Primitive) and its static keyword parameters; None/{} for leaves.
         module, module_path: the Network whose forward made this node, and its dotted path.
@@ -70,7 +82,7 @@ class Node:
     @classmethod
     def from_op(cls, op, inputs, static, val):
         node = cls.__new__(cls)
-        node.val = val
+        node._val = val
         node.name = None
         node.op = op
         node.static = static
@@ -85,10 +97,23 @@ class Node:
         for field in SEMIRING_FIELDS:
             setattr(self, field, None)
 
+    @property
+    def val(self):
+        value = self._val
+        if value.__class__ is Deferred:
+            value.resolve()  # sets _val, here and on the other nodes made with it
+            value = self._val
+        return value
+
+    @val.setter
+    def val(self, value):
+        self._val = value
+
     # -- array-like surface -------------------------------------------------------------
     @property
     def shape(self):
-        return tuple(jnp.shape(self.val))
+        value = self._val  # a Deferred knows its shape: reading it must not compute the value
+        return value.shape if value.__class__ is Deferred else tuple(jnp.shape(value))
 
     @property
     def ndim(self):
@@ -100,7 +125,7 @@ class Node:
 
     @property
     def dtype(self):
-        return self.val.dtype
+        return self._val.dtype
 
     @property
     def is_leaf(self):

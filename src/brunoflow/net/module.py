@@ -12,6 +12,7 @@ import numpy as np
 
 from ..ad.node import Parameter, as_array
 from ..ad.scope import current_scope, module_scope
+from . import compiled
 
 IncompatibleKeys = collections.namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
@@ -70,7 +71,14 @@ class Network:
     Parameters and sub-Networks assigned as attributes register themselves in order.
     Calling a Network runs `forward` inside its module scope, so every Node made there has
     `node.module` = the Network and `node.module_path` = its dotted path from the root.
+
+    `compiled_forward = True` (a class or instance attribute) makes root calls run as one
+    compiled program (`brunoflow.net.compiled`): the same graph, without a kernel per op.
+    Off by default: it assumes a forward's graph depends only on its arguments' shapes, its
+    static arguments and the module tree, not on other Python state.
     """
+
+    compiled_forward = False
 
     def __init__(self):
         # _path, _root: set by the root's assign_module_paths; _stamp: the layout it assigned for
@@ -82,6 +90,10 @@ class Network:
     def __call__(self, *args, **kwargs):
         module, caller_path = current_scope()
         if module is None:  # a root call: paths are relative to this network
+            if self.compiled_forward:
+                result = self.compiled_call(args, kwargs)
+                if result is not compiled.EAGER:
+                    return result
             with self.as_root():
                 return self.forward(*args, **kwargs)
         # a network outside the running root's tree (e.g. kept in a plain list) has no path of
@@ -89,6 +101,16 @@ class Network:
         path = self._path if _roots and self._root is _roots[-1] else caller_path
         with module_scope(self, path):
             return self.forward(*args, **kwargs)
+
+    def compiled_call(self, args, kwargs):
+        """A root call through `brunoflow.net.compiled.forward` (or compiled.EAGER); models
+        override it to pad their inputs to a few shared lengths."""
+        return compiled.forward(self, args, kwargs)
+
+    def compile_key(self):
+        """What a compiled forward depends on beyond the module tree and parameter shapes, for
+        networks whose compiles may be shared; None keeps them to this instance."""
+        return None
 
     @contextlib.contextmanager
     def as_root(self):

@@ -292,6 +292,7 @@ class BFBertModel(BFBertPreTrainedModel):
 
 
 class BFBertForPreTraining(BFBertPreTrainedModel):
+    _label_padding = {"labels": IGNORE_INDEX, "next_sentence_label": None}
     _tied_weights_keys = {"cls.predictions.decoder.weight": "bert.embeddings.word_embeddings.weight"}
 
     def __init__(self, config):
@@ -316,6 +317,7 @@ class BFBertForPreTraining(BFBertPreTrainedModel):
 
 
 class BFBertForMaskedLM(BFBertPreTrainedModel):
+    _label_padding = {"labels": IGNORE_INDEX}
     _tied_weights_keys = {"cls.predictions.decoder.weight": "bert.embeddings.word_embeddings.weight"}
 
     def __init__(self, config):
@@ -336,6 +338,8 @@ class BFBertForMaskedLM(BFBertPreTrainedModel):
 
 
 class BFBertForNextSentencePrediction(BFBertPreTrainedModel):
+    _label_padding = {"labels": None}
+
     def __init__(self, config):
         super().__init__(config)
         self.bert = BFBertModel(config)
@@ -359,6 +363,8 @@ def _classifier_dropout(config):
 
 class BFBertForSequenceClassification(BFBertPreTrainedModel):
     """Pooled output → dropout → classifier; the loss follows `config.problem_type` as transformers'."""
+
+    _label_padding = {"labels": None}
 
     def __init__(self, config):
         super().__init__(config)
@@ -403,6 +409,9 @@ class BFBertForSequenceClassification(BFBertPreTrainedModel):
 class BFBertForMultipleChoice(BFBertPreTrainedModel):
     """Inputs (batch, choices, seq) are flattened to (batch·choices, seq); one score per choice."""
 
+    _label_padding = {"labels": None}
+    _input_rank = 3  # (batch, choices, seq)
+
     def __init__(self, config):
         super().__init__(config)
         self.bert = BFBertModel(config)
@@ -434,6 +443,8 @@ class BFBertForMultipleChoice(BFBertPreTrainedModel):
 
 
 class BFBertForTokenClassification(BFBertPreTrainedModel):
+    _label_padding = {"labels": IGNORE_INDEX}
+
     def __init__(self, config):
         super().__init__(config)
         self.num_labels = config.num_labels
@@ -455,6 +466,10 @@ class BFBertForTokenClassification(BFBertPreTrainedModel):
 
 class BFBertForQuestionAnswering(BFBertPreTrainedModel):
     """One linear layer gives (start, end) logits per token; positions outside the sequence carry no loss."""
+
+    # start/end positions pick from a softmax over the whole sequence, padding included: a call
+    # that passes them runs unpadded (modeling_bf_buckets)
+    _label_padding = {}
 
     def __init__(self, config):
         super().__init__(config)

@@ -1,0 +1,364 @@
+"""Compiled forwards: a root call of a Network as ONE XLA program whose result is still a graph.
+
+An eager forward runs one cached kernel per op (hundreds of Python dispatches, and a compile of
+each at every new input shape). Here a root call instead
+
+1. records, once per (architecture, argument shapes and static values), the graph the forward
+   makes (`brunoflow.ad.replay`: a `jax.eval_shape` of the forward, no compile), with the
+   weights as arguments (`Network.using_parameters`), so no checkpoint is baked in;
+2. runs one jitted program that returns the forward's outputs and the arrays it made on the way
+   (masks, softmax shifts: the constants its ops read), and rebuilds fresh Nodes from the
+   template; every other node holds a `Deferred` value: the first read of one (a backprop, a
+   hidden state's value) runs a second program that returns them all, once for that call.
+
+A caller may pass the same call padded to a longer length (`padded`, `lengths=(n, n_padded)`, or
+`(n, n_padded, rows)` when a flattened (rows, sequence) axis may lead some values):
+the programs then run at the padded shapes, so one compile serves every length up to it, while
+the graph and its values are those of the call as given: node k of the padded forward is node k
+of the caller's, cut to the first n entries of every axis that grew. That is only right for a
+forward whose first n positions ignore the rest (attention masks, labels that skip padding): the
+caller vouches for it. The graph itself is recorded at the caller's shapes (a trace, no compile),
+so it is exactly the eager one: same ops, static parameters, shapes and paths for every semiring.
+
+Falls back to the eager forward (returns EAGER) inside a jax transformation or with traced
+values, with dropout active (its keys would be drawn once, at trace time), when the forward made
+something a template cannot hold, or when the trace fails (the eager run then raises the error).
+"""
+
+import weakref
+
+import jax
+import numpy as np
+
+from ..ad import node as node_module
+from ..ad.node import Deferred, Node
+from ..ad.replay import CONST, TRACED, NotReplayable, match, rebuild, record, returned_arrays
+
+EAGER = object()  # returned when a call must run eagerly
+
+
+class Stats:
+    """templates: forwards traced to record their graph (no compile); programs: jitted programs
+    traced, i.e. XLA compiles (some served by the persistent cache); calls: compiled calls,
+    padded: those of them that ran padded; eager: fallbacks."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        self.templates = self.programs = self.calls = self.padded = self.eager = 0
+
+    def __repr__(self):
+        return (f"Stats(templates={self.templates}, programs={self.programs}, calls={self.calls}, "
+                f"padded={self.padded}, eager={self.eager})")
+
+
+stats = Stats()
+_shared = {}  # network.compile_key() -> {signature: _Entry}; keys that are None cache on the instance
+
+
+def clear():
+    _shared.clear()
+    stats.reset()
+
+
+class _Eager(Exception):
+    pass
+
+
+class _Entry:
+    """One recorded signature: its template (None: not replayable) and its two programs."""
+
+    def __init__(self, signature, template):
+        self.treedef, self.kinds = signature
+        self.template = template
+        self.programs = {}
+        self.matches = {}
+        self.current = None  # (network, params) of the call in flight: whose forward a trace runs
+
+
+def forward(network, args, kwargs, padded=None, lengths=None):
+    """network.forward(*args, **kwargs) as a root call through one compiled program, or EAGER.
+
+    padded: (args, kwargs) of the same call on inputs padded to a longer length, lengths: (the
+    caller's length, the padded one[, rows]); see the module docstring for when that is right.
+    """
+    from .dropout import Dropout  # here: dropout.py imports module.py, which imports this file
+
+    named = list(network.named_modules())
+    if _inside_a_transformation() or any(isinstance(m, Dropout) and m.training and m.p > 0 for _, m in named):
+        return eager()
+    params = list(network.parameters())
+    param_vals = [p.val for p in params]
+    if any(isinstance(v, jax.core.Tracer) for v in param_vals):
+        return eager()
+    try:
+        exact_call = _flatten(args, kwargs)
+        padded_call = _flatten(*padded) if padded is not None else None
+    except _Eager:
+        return eager()
+    network_sig = (tuple((path, type(m), m.training) for path, m in named),
+                   tuple((tuple(np.shape(v)), np.dtype(v.dtype)) for v in param_vals),
+                   bool(jax.config.jax_enable_x64))  # constants' dtypes follow it
+    with network.as_root():  # paths first: the trace and the rebuilt nodes read them
+        for _ in range(2):  # a forward that sets its config on first use is recorded again
+            key = network.compile_key()
+            cache = (_shared.setdefault((key, network_sig), {}) if key is not None
+                     else network.__dict__.setdefault("_compiled_forwards", {}).setdefault(network_sig, {}))
+            context = (network, params, named, key, cache)
+            exact = _entry(context, exact_call)
+            if exact is not _KEY_CHANGED:
+                break
+        if exact is None or exact is _KEY_CHANGED or exact.template is None:
+            return eager()
+        run, run_call, plan = exact, exact_call, None
+        if padded_call is not None and padded_call[:2] != exact_call[:2]:
+            bucket = _entry(context, padded_call)
+            if bucket not in (None, _KEY_CHANGED) and bucket.template is not None:
+                plan = _plan(exact, bucket, padded_call[:2], lengths)
+                if plan is not None:
+                    run, run_call = bucket, padded_call
+                    stats.padded += 1
+        stats.calls += 1
+        return _replay(network, params, named, exact, exact_call, run, run_call, plan)
+
+
+def _replay(network, params, named, exact, exact_call, run, run_call, plan):
+    program_args = ([p.val for p in params], run_call[2], [n.val for n in run_call[3]])
+    returned, consts, arrays = _call(run, "out", network, params, program_args)
+    template = exact.template
+    node_cuts = None
+    if plan is not None:  # read the caller's constants and outputs off the padded run
+        const_sources, array_sources, node_cuts, const_cuts, array_cuts = plan
+        consts = [_cut(consts[s[1]] if s[0] == TRACED else s[1], cut) for s, cut in zip(const_sources, const_cuts)]
+        arrays = [_cut(arrays[i], cut) for i, cut in zip(array_sources, array_cuts)]
+        returned = [_cut(v, node_cuts[k]) for k, v in zip(template.returned, returned)]
+    values = dict(zip(template.returned, returned))
+    later = _Later(run, program_args, node_cuts, network, params)
+    result, made = rebuild(template, params, exact_call[3], dict(named), consts, values, arrays,
+                           lambda k, recipe: Deferred(recipe.shape, recipe.dtype, later.resolve))
+    later.nodes = [weakref.ref(n) for n in made]
+    return result
+
+
+class _Later:
+    """The values no caller has read yet, of one call: all made by one run of the "all" program."""
+
+    def __init__(self, entry, program_args, cuts, network, params):
+        self.entry, self.program_args, self.cuts, self.nodes = entry, program_args, cuts, []
+        self.network, self.params = network, params
+
+    def resolve(self):
+        values = _call(self.entry, "all", self.network, self.params, self.program_args)
+        for k, (ref, value) in enumerate(zip(self.nodes, values)):
+            node = ref()
+            if node is not None and node._val.__class__ is Deferred:
+                node._val = value if self.cuts is None else _cut(value, self.cuts[k])
+        self.program_args = self.nodes = self.network = self.params = None
+
+
+def _call(entry, which, network, params, program_args):
+    entry.current = (network, params)  # a first call traces the forward of this network
+    try:
+        return _program(entry, which)(*program_args)
+    finally:
+        entry.current = None
+
+
+_KEY_CHANGED = object()
+
+
+def _entry(context, call):
+    """The cached entry of a signature, recording its template on first use; None when the trace
+    failed, _KEY_CHANGED when it changed the network's compile key (a forward that sets config
+    on first use: what it recorded may hold for the old key only)."""
+    network, params, named, key, cache = context
+    signature = call[:2]
+    entry = cache.get(signature)
+    if entry is not None:
+        return entry
+    try:
+        template = _record(network, params, named, call)
+    except (NotReplayable, jax.errors.JAXTypeError, jax.errors.JAXIndexError):
+        template = None  # the trace cannot run this forward: eager from now on
+    except Exception:  # noqa: BLE001 (the eager run raises it again, for the caller)
+        return None
+    if network.compile_key() != key:
+        return _KEY_CHANGED
+    cache[signature] = entry = _Entry(signature, template)
+    return entry
+
+
+def _record(network, params, named, call):
+    treedef, kinds, arrays, nodes = call
+    module_paths = {id(m): path for path, m in named}
+    found = {}
+
+    def trace(param_vals, array_vals, node_vals):
+        result, stand_ins, first = _run(network, treedef, kinds, param_vals, array_vals, node_vals)
+        found["template"] = record(result, params, stand_ins, first, module_paths)[0]
+        return ()
+
+    stats.templates += 1
+    jax.eval_shape(trace, *(_abstract(xs) for xs in ([p.val for p in params], arrays, [n.val for n in nodes])))
+    return found["template"]
+
+
+def _program(entry, which):
+    """The jitted forward of an entry: "out" returns (returned nodes' values, traced constants,
+    returned arrays); "all" returns every made node's value, in template order."""
+    program = entry.programs.get(which)
+    if program is not None:
+        return program
+
+    def body(param_vals, array_vals, node_vals):
+        stats.programs += 1
+        network, params = entry.current
+        result, stand_ins, first = _run(network, entry.treedef, entry.kinds, param_vals, array_vals, node_vals)
+        template, consts, made = record(result, params, stand_ins, first,
+                                        {id(m): path for path, m in network.named_modules()})
+        if len(template.recipes) != len(entry.template.recipes):
+            raise NotReplayable("the forward made a different graph when traced again")
+        if which == "out":
+            return [made[k].val for k in template.returned], consts, returned_arrays(result)
+        return [n.val for n in made]
+
+    body.__name__ = body.__qualname__ = f"compiled_forward_{which}"
+    entry.programs[which] = program = jax.jit(body)
+    return program
+
+
+def _run(network, treedef, kinds, param_vals, array_vals, node_vals):
+    """The forward on traced values: (its result, the stand-ins of the caller's Nodes, the
+    creation counter before it ran)."""
+    stand_ins = [Node(v) for v in node_vals]
+    arrays, nodes = iter(array_vals), iter(stand_ins)
+    leaves = [next(nodes) if k[0] == "node" else next(arrays) if k[0] == "array" else k[2] for k in kinds]
+    args, kwargs = jax.tree_util.tree_unflatten(treedef, leaves)
+    first = next(node_module._creation_order)
+    with network.using_parameters(param_vals), network.as_root():
+        return network.forward(*args, **kwargs), stand_ins, first
+
+
+def _flatten(args, kwargs):
+    """(treedef, kinds, arrays, Nodes) of a call: arrays and Nodes are traced arguments, anything
+    else is static and part of the signature (so it must be hashable)."""
+    leaves, treedef = jax.tree_util.tree_flatten((args, kwargs), is_leaf=lambda x: isinstance(x, Node))
+    kinds, arrays, nodes = [], [], []
+    for leaf in leaves:
+        if isinstance(leaf, Node):
+            if isinstance(leaf._val, jax.core.Tracer):
+                raise _Eager
+            kinds.append(("node", leaf.shape, np.dtype(leaf.dtype)))
+            nodes.append(leaf)
+        elif hasattr(leaf, "shape") and hasattr(leaf, "dtype"):
+            if isinstance(leaf, jax.core.Tracer):
+                raise _Eager
+            if type(leaf).__module__.startswith("torch"):
+                leaf = leaf.detach().cpu().numpy()
+            dtype = jax.dtypes.canonicalize_dtype(leaf.dtype)
+            kinds.append(("array", tuple(leaf.shape), np.dtype(dtype), bool(getattr(leaf, "weak_type", False))))
+            arrays.append(leaf)
+        else:
+            try:
+                hash(leaf)
+            except TypeError:
+                raise _Eager from None
+            kinds.append(("static", type(leaf), leaf))
+    return treedef, tuple(kinds), arrays, nodes
+
+
+def _abstract(values):
+    return [jax.ShapeDtypeStruct(np.shape(v), jax.dtypes.canonicalize_dtype(v.dtype),
+                                 weak_type=bool(getattr(v, "weak_type", False))) for v in values]
+
+
+def _plan(exact, bucket, signature, lengths):
+    """How to read `exact` off `bucket`'s values (cached per pair), or None."""
+    if lengths is None:
+        return None
+    if signature not in exact.matches:
+        exact.matches[signature] = _make_plan(exact.template, bucket.template, lengths)
+    return exact.matches[signature]
+
+
+class _Uncuttable(Exception):
+    pass
+
+
+def _make_plan(exact, bucket, lengths):
+    """None for a different graph, or an axis that grew otherwise than the padding did; else the
+    sources of exact's constants and returned arrays in bucket, and a cut per value."""
+    found = match(exact, bucket)
+    if found is None:
+        return None
+    consts, arrays = found
+    try:
+        node_cuts = [_cut_of(r.shape, s.shape, lengths) for r, s in zip(exact.recipes, bucket.recipes)]
+        const_cuts = [_cut_of(shape, bucket.consts[s[1]][0] if s[0] == TRACED else np.shape(s[1]), lengths)
+                      for s, (shape, _) in zip(consts, exact.consts)]
+        array_cuts = [_cut_of(shape, bucket.arrays[i][0], lengths) for i, (shape, _) in zip(arrays, exact.arrays)]
+    except _Uncuttable:
+        return None
+    return consts, arrays, node_cuts, const_cuts, array_cuts
+
+
+def _cut_of(exact, padded, lengths):
+    """None (the same shape) or (exact shape, rows): keep the first entries of every axis that grew
+    from n to n_padded; with `rows` (lengths[2]), a leading axis of rows·n_padded holds (rows,
+    n_padded) merged row-major (a flattened (batch, seq)), and keeps the first n of each row."""
+    n, n_padded, rows = (*lengths, None)[:3]
+    exact, padded = tuple(exact), tuple(padded)
+    if exact == padded:
+        return None
+    if len(exact) != len(padded):
+        raise _Uncuttable
+    merged = None
+    for axis, (e, p) in enumerate(zip(exact, padded)):
+        if e == p or (e, p) == (n, n_padded):
+            continue
+        if axis == 0 and rows and (e, p) == (rows * n, rows * n_padded):
+            merged = rows
+            continue
+        raise _Uncuttable
+    return exact, merged
+
+
+def _cut(value, cut):
+    if cut is None:
+        return value
+    shape, rows = cut
+    # (rows·n_padded, ...) is read as (rows, n_padded, ...), and keeps the first n of each row
+    limits = tuple(shape) if rows is None else (rows, shape[0] // rows, *shape[1:])
+    if not isinstance(value, np.ndarray) and not _on_cpu(value):
+        if rows is not None:
+            value = value.reshape(rows, -1, *value.shape[1:])
+        return jax.lax.slice(value, (0,) * len(limits), limits).reshape(shape)
+    # on the host a cut is a view: lax.slice would compile a kernel for every new length
+    host = np.asarray(value)
+    if rows is not None:
+        host = host.reshape(rows, -1, *host.shape[1:])
+    host = host[tuple(slice(0, k) for k in limits)].reshape(shape)
+    return host if isinstance(value, np.ndarray) else jax.device_put(np.ascontiguousarray(host))
+
+
+def _on_cpu(value):
+    try:
+        return all(device.platform == "cpu" for device in value.devices())
+    except AttributeError:  # a Python number or another array type: numpy reads it
+        return True
+
+
+def eager():
+    """EAGER, counted: what a caller returns when a compiled call cannot apply."""
+    stats.eager += 1
+    return EAGER
+
+
+def _inside_a_transformation():
+    """Whether a jax.jit/vmap/grad trace is running (the caller is transforming the model)."""
+    try:
+        from jax._src.core import trace_state_clean
+    except ImportError:  # pragma: no cover (older or newer jax: traced arguments are still caught)
+        return False
+    return not trace_state_clean()
