@@ -97,20 +97,25 @@ def explain(model, tokenizer, text, target, contrast=None, quantity="logit", buc
     their values pass 1e38; abs-grad is reported as its log10.
     """
     check_model(model, quantity)
-    mask_position(tokenizer, tokenizer(text, return_tensors="np")["input_ids"], text)  # bad text: before any compile
+    ids = encode(tokenizer, text)  # a bad text fails here, before any compile
     target_id = word_id(tokenizer, target)
     contrast_id = word_id(tokenizer, contrast, "contrast") if contrast is not None else None
     program = compiled_program(model, quantity, contrast_id is not None, VALUES)
-    return explain_one(program, model, tokenizer, text, (target, target_id), (contrast, contrast_id), bucket)
+    return explain_one(program, model, tokenizer, text, ids, (target, target_id), (contrast, contrast_id), bucket)
 
 
-def explain_one(program, model, tokenizer, text, target, contrast, bucket):
-    """One text through a compiled Program → Explanation; target/contrast are (word, id) pairs
-    (contrast (None, None) without one). The top path is there when the program ran max_path."""
-    (target, target_id), (contrast, contrast_id) = target, contrast
+def encode(tokenizer, text):
+    """The text's token ids (1-d), checked to hold exactly one mask."""
     ids = np.asarray(tokenizer(text, return_tensors="np")["input_ids"])
-    position = mask_position(tokenizer, ids, text)
-    ids = ids[0]
+    mask_position(tokenizer, ids, text)
+    return ids[0]
+
+
+def explain_one(program, model, tokenizer, text, ids, target, contrast, bucket):
+    """One encoded text through a compiled Program → Explanation; target/contrast are (word, id)
+    pairs (contrast (None, None) without one). The top path is there when the program ran max_path."""
+    (target, target_id), (contrast, contrast_id) = target, contrast
+    position = mask_position(tokenizer, ids[None], text)
     padded, mask = pad_to_bucket(ids, bucket, model.config.max_position_embeddings, tokenizer.pad_token_id or 0)
     output = program(parameters_of(model), padded[None], mask[None], np.zeros_like(mask)[None],
                      *(np.asarray([v], np.int32) for v in (position, target_id, contrast_id or 0)))

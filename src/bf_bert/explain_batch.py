@@ -7,7 +7,7 @@ is opt-in (`top_path=True`).
 """
 
 from .analysis.program import compiled_program
-from .explain import VALUES, check_model, explain_one, word_id
+from .explain import VALUES, check_model, encode, explain_one, word_id
 from .explanation import rows_to_dataframe
 
 
@@ -47,14 +47,19 @@ def explain_batch(model, tokenizer, texts, target, contrast=None, quantity="logi
     values = VALUES if top_path else tuple(v for v in VALUES if v != "max_path")
     program = compiled_program(model, quantity, contrast_id is not None, values)
     explanations = [None] * len(texts)
-    lengths = [len(tokenizer(text)["input_ids"]) for text in texts]
-    for k in _progress(sorted(range(len(texts)), key=lengths.__getitem__), progress):  # bucket by bucket
-        try:
-            explanations[k] = explain_one(program, model, tokenizer, texts[k], (target, target_id),
-                                          (contrast, contrast_id), bucket)
-        except ValueError as err:
-            raise ValueError(f"text {k}: {err}") from err
+    encoded = [_numbered(k, encode, tokenizer, text) for k, text in enumerate(texts)]  # all checked first
+    for k in _progress(sorted(range(len(texts)), key=lambda k: len(encoded[k])), progress):  # bucket by bucket
+        explanations[k] = _numbered(k, explain_one, program, model, tokenizer, texts[k], encoded[k],
+                                    (target, target_id), (contrast, contrast_id), bucket)
     return ExplanationTable(explanations)
+
+
+def _numbered(k, fn, *args):
+    """fn(*args), its ValueError naming text k."""
+    try:
+        return fn(*args)
+    except ValueError as err:
+        raise ValueError(f"text {k}: {err}") from err
 
 
 def _progress(items, enabled):

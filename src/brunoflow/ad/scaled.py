@@ -3,8 +3,8 @@
 |grad| and entropy sum path products without cancellation, so on a real model they grow
 ~1e6 per layer and pass float32's range (3.4e38) before the embeddings. Their semirings
 carry `mantissa · 2**exponent` instead, with one int32 exponent per tensor (per example
-under jax.vmap): each pull renormalises the mantissas so the largest is in [0.5, 1), and ⊕
-aligns two exponents before adding. Powers of two scale exactly, so the mantissas round as
+under jax.vmap): pulls through contractions renormalise the mantissas so the largest is in
+[0.5, 1) (Semiring.normalise), and ⊕ aligns two exponents before adding. Powers of two scale exactly, so the mantissas round as
 the unscaled sums would and the exponents carry no rounding at all. Entries far below their
 tensor's largest (more than ~2**126 below, in float32) underflow to 0, where float64 would
 keep them; they are too small to move any sum they join.
@@ -28,8 +28,8 @@ def _float_layout(dtype):
 def exponent_of(x):
     """e with x in [2**e, 2**(e+1)), for a positive normal scalar x, read from its bits.
 
-    jnp.frexp and jnp.ldexp would do, but they lower to dozens of ops each, and with one
-    renormalisation per op XLA took 14x longer to compile a BERT backprop (118 s vs 8 s)."""
+    jnp.frexp / jnp.ldexp lower to dozens of ops each; with the renormalisations of a whole BERT
+    backprop in one XLA program, every op counts in its compile time."""
     int_type, mantissa_bits, bias = _float_layout(x.dtype)
     biased = (jax.lax.bitcast_convert_type(x, int_type) >> mantissa_bits) & (2 * bias + 1)
     return biased.astype(jnp.int32) - bias
@@ -116,8 +116,8 @@ class Scaled:
         return jnp.log(jnp.abs(self.mantissa)) + self.exponent * jnp.asarray(np.log(2.0), self.dtype)
 
     def mantissa_at(self, exponent):
-        """The mantissa that gives this value at another exponent."""
-        return scale(self.mantissa, self.exponent - exponent)
+        """The mantissa that gives this value at an exponent at least as large as its own."""
+        return self.mantissa * _down(self.exponent - exponent, self.dtype)
 
     def __getitem__(self, index):
         return Scaled(self.mantissa[index], self.exponent)
