@@ -44,6 +44,8 @@ resets its high-water mark (`/proc/self/clear_refs`) before a row's calls and re
   .venv/bin/python benchmarks/explain.py --dtype float64   # the same in float64
   .venv/bin/python benchmarks/explain.py --quick     # seq 16 only, few repeats (JSON to a temp file)
   .venv/bin/python benchmarks/explain.py --profile   # also split the two BF run rows by op at the longest length
+  .venv/bin/python benchmarks/explain.py --model bert-base-random --seqs 128 --out benchmarks/results/explain_bert_base.json
+                                                     # BERT-base shapes (random weights: none are offline here)
 """
 
 import argparse
@@ -461,6 +463,21 @@ def print_profile(seq, profile):
         print(f"  {v:9.1f}  ({'-' if a is None else f'{a:.1f}'})  {k}")
 
 
+def bert_base_random(tokenizer_folder):
+    """A BertForMaskedLM with bert-base-uncased's shapes (12 layers, hidden 768, vocabulary 30522) and
+    seeded random weights, in a temporary folder: what BERT-base costs does not depend on its weights,
+    and no real BERT-base checkpoint is offline here. The MiniLM tokenizer is the same uncased vocabulary."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
+
+    folder = os.path.join(tempfile.gettempdir(), "bf-bench-bert-base-random")
+    if not os.path.isfile(os.path.join(folder, "model.safetensors")):
+        torch.manual_seed(0)
+        BertForMaskedLM(BertConfig()).save_pretrained(folder)
+        AutoTokenizer.from_pretrained(tokenizer_folder).save_pretrained(folder)
+    return folder
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="seq 16 only, few repeats (a smoke run)")
@@ -469,6 +486,9 @@ def main():
     parser.add_argument("--rounds", type=int, default=None, help="round-robin rounds (default 3, quick 2)")
     parser.add_argument("--profile", action="store_true", help="split the BF run rows by op at the longest length")
     parser.add_argument("--dtype", choices=tuple(TOLERANCES), default="float32", help="default float32")
+    parser.add_argument("--model", default=None,
+                        help="a BertForMaskedLM folder, or 'bert-base-random' (BERT-base shapes, seeded random weights, "
+                             "the uncased vocabulary); default: the embedded default model")
     parser.add_argument("--out", default=None,
                         help="JSON path (default benchmarks/results/explain.json; with --quick, a temp file)")
     args = parser.parse_args()
@@ -484,7 +504,8 @@ def main():
     from bf_bert.default_model import NOTE, default_model_path
 
     transformers.logging.set_verbosity_error()
-    path = default_model_path()
+    path = (bert_base_random(default_model_path()) if args.model == "bert-base-random" else
+            args.model or default_model_path())
     tokenizer = AutoTokenizer.from_pretrained(path)
     with open(os.path.join(path, "config.json")) as f:
         config = json.load(f)
@@ -515,7 +536,7 @@ def main():
         json.dump({"machine": machine,
                    "settings": {"seconds_per_row": args.seconds, "rounds": args.rounds, "seqs": args.seqs,
                                 "batch": 1, "dtype": args.dtype, "quantity": f"logit({TARGET!r}) - logit({CONTRAST!r})",
-                                "model": NOTE, "model_path": path},
+                                "model": args.model or NOTE, "model_path": path},
                    "results": results},
                   f, indent=2, default=lambda o: o.tolist() if isinstance(o, np.ndarray) else str(o))
     print(f"\nwrote {args.out} in {elapsed:.0f} s (load average before {load_before}, after {machine['loadavg_after']})")
