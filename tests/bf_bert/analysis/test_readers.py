@@ -193,6 +193,16 @@ def test_missing_files_and_wrong_options_are_clear(tmp_path):
 
 # --- bad rows -------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("name", ["c.parquet", "c.jsonl"])
+def test_a_corrupt_parquet_or_json_file_is_an_error_naming_it(tmp_path, name):
+    good = as_source(datasets.Dataset.from_list(COLUMN_ROWS), name.split(".")[1], tmp_path)
+    broken = tmp_path / f"broken-{name}"
+    data = good.read_bytes()
+    broken.write_bytes(data[: len(data) // 2] + (b"" if name.endswith("parquet") else b'{"text": '))
+    with pytest.raises(ValueError, match=f"broken-{name}.*cannot read it as"):
+        read_items(broken, **COLUMN_OPTIONS)
+
+
 def test_lgd_bad_rows_are_skipped_and_good_ones_keep_their_row_ids(tmp_path):
     path = write(tmp_path / "lgd.tsv", "\n".join([
         "1\tthe key is here .\tthe key ***mask*** here .\tis\tare",

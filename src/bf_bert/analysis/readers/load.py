@@ -123,7 +123,13 @@ def _load(datasets, source, names, quoting):
     sep = delimiter(source)
     if sep is None:
         builder = "parquet" if suffix(source) in PARQUET_SUFFIXES else "json"
-        return datasets.load_dataset(builder, data_files=files, split="train")
+        try:
+            return datasets.load_dataset(builder, data_files=files, split="train")
+        except Exception as e:  # datasets wraps the reader's error in a generation error without the path
+            cause = e.__cause__ or e
+            raise ValueError(f"{source}: cannot read it as {builder.capitalize()} "
+                             f"({type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}); "
+                             f"is the file truncated or of another kind? Use {KINDS}") from e
     header = first_fields(source)
     if not header:
         raise ValueError(f"{source}: empty, or its first line is blank; it needs "
