@@ -137,10 +137,11 @@ class PathTrace(NamedTuple):
 def trace_top_path(node, flat_index, track="max"):
     """top_path(node, index) after a "max_path" backprop, as a PathTrace of device arrays.
 
-    `flat_index` (into node.ravel(), may be traced) starts the path. Instead of following
-    pointers on the host, every node after `node` learns in creation order (a topological
-    order) whether the path enters it: through an input the path crosses, whose pointer names
-    this node as the winning consumer. One scalar gather per edge: cheap next to the sweep.
+    `flat_index` (into node.ravel(), may be traced) starts the path. Inside a trace the walk is
+    one `lax.while_loop`, a hop per iteration, whose body reads the current node's pointers
+    through a `lax.switch` over the nodes: a few scalar reads per hop, and a program whose size
+    grows with the number of nodes, not edges. (A per-edge propagation in creation order, tried
+    first, made XLA use more than 5 GB to compile a single BERT layer.)
     """
     if track not in ("max", "min"):
         raise ValueError(f"track must be 'max' or 'min', not {track!r}")
@@ -149,24 +150,46 @@ def trace_top_path(node, flat_index, track="max"):
     nodes = _reachable_consumers(node)
     if not isinstance(node.max_path_of_output_wrt_node[0], jax.core.Tracer):
         return _from_walk(nodes, node, flat_index, track)
-    position = {id(node): jnp.asarray(flat_index, jnp.int32)}
-    on_min = {id(node): jnp.asarray(track == "min")}
-    for here in nodes[1:]:
-        where, minimum = jnp.int32(-1), jnp.asarray(False)
-        for slot in dict.fromkeys(id(u) for u in here.inputs if id(u) in position):
-            source = next(u for u in here.inputs if id(u) == slot)
-            consumer, code = _pointers(source, position[slot], on_min[slot])
-            enters = (position[slot] >= 0) & (consumer == _consumer_position(source, here))
-            where = jnp.where(enters, code // 2, where)
-            minimum = jnp.where(enters, code % 2 == 1, minimum)
-        position[id(here)], on_min[id(here)] = where, minimum
-    values = [_value(n, position[id(n)], on_min[id(n)]) for n in nodes]
-    return PathTrace(nodes, jnp.stack([position[id(n)] for n in nodes]), jnp.stack(values))
+    return _traced_walk(nodes, flat_index, track)
+
+
+def _traced_walk(nodes, flat_index, track):
+    dtype = nodes[0].max_path_of_output_wrt_node[0].dtype
+    # next_node[k, c]: where consumer slot c of nodes[k] is in `nodes` (-1: freed, or not on any path)
+    index_of = {id(n): k for k, n in enumerate(nodes)}
+    next_node = np.full((len(nodes), max(1, max(len(n._consumers) for n in nodes))), -1, np.int32)
+    for k, n in enumerate(nodes):
+        for c, ref in enumerate(n._consumers):
+            if ref() is not None and id(ref()) in index_of:
+                next_node[k, c] = index_of[id(ref())]
+    readers = [lambda at, on_min, n=n: _read(n, at, on_min, dtype) for n in nodes]
+
+    def hop(state):
+        k, position, on_min, positions, values, _ = state
+        value, consumer, code = jax.lax.switch(k, readers, position, on_min)
+        following = jnp.where(consumer >= 0, jnp.asarray(next_node)[k, jnp.maximum(consumer, 0)], -1)
+        return (jnp.maximum(following, k), code // 2, code % 2 == 1, positions.at[k].set(position),
+                values.at[k].set(value), following < 0)
+
+    start = (jnp.int32(0), jnp.asarray(flat_index, jnp.int32), jnp.asarray(track == "min"),
+             jnp.full(len(nodes), -1, jnp.int32), jnp.full(len(nodes), jnp.nan, dtype), jnp.asarray(False))
+    _, _, _, positions, values, _ = jax.lax.while_loop(lambda state: ~state[5], hop, start)
+    return PathTrace(nodes, positions, values)
+
+
+def _read(node, at, on_min, dtype):
+    """(value, consumer, source) of element `at` of one node on the given track."""
+    (hi, hi_consumer, hi_source), (lo, lo_consumer, lo_source) = (getattr(node, t) for t in _TRACKS)
+
+    def pick(high, low):
+        return jnp.where(on_min, low.ravel()[at], high.ravel()[at])
+
+    return pick(hi, lo).astype(dtype), pick(hi_consumer, lo_consumer), pick(hi_source, lo_source)
 
 
 def _from_walk(nodes, node, flat_index, track):
-    """Outside a trace, the host walk reads ~3 scalars per hop: far fewer kernels than the
-    per-node gathers, each of which would be its own dispatch."""
+    """Outside a trace, the host walk: ~3 scalar reads per hop, where the traced walk's switch
+    over every node would be a dispatch per node and hop."""
     start = np.unravel_index(int(flat_index), node.shape) if node.shape else ()
     on_path = {id(h.node): h for h in _walk_max_path(node, tuple(int(i) for i in start), 100_000, track)}
     positions = [int(np.ravel_multi_index(on_path[id(n)].index, n.shape)) if id(n) in on_path and n.shape
@@ -188,18 +211,3 @@ def _reachable_consumers(node):
     return sorted(seen.values(), key=lambda n: n._order)
 
 
-def _consumer_position(node, consumer):
-    return next(i for i, ref in enumerate(node._consumers) if ref() is consumer)
-
-
-def _pointers(node, position, on_min):
-    (_, hi_consumer, hi_source), (_, lo_consumer, lo_source) = (getattr(node, t) for t in _TRACKS)
-    at = jnp.maximum(position, 0)
-    return (jnp.where(on_min, lo_consumer.ravel()[at], hi_consumer.ravel()[at]),
-            jnp.where(on_min, lo_source.ravel()[at], hi_source.ravel()[at]))
-
-
-def _value(node, position, on_min):
-    hi, lo = (getattr(node, t)[0] for t in _TRACKS)
-    at = jnp.maximum(position, 0)
-    return jnp.where(position >= 0, jnp.where(on_min, lo.ravel()[at], hi.ravel()[at]), jnp.nan)
