@@ -6,7 +6,6 @@ Runs are resumable: run the same command again after a kill and finished stages 
 """
 
 import shlex
-import sys
 
 
 def add_commands(commands):
@@ -42,10 +41,21 @@ def run(args, usage_error):
         result = reproduce(args.out, task=args.task, train_size=args.train_size, heldout_size=args.heldout_size,
                            epochs=args.epochs, seed=args.seed,
                            variants=tuple(v for v in VARIANTS if not (args.no_torch and v == "torch")),
-                           max_path=not args.no_max_path, command=shlex.join(["bf-bert", *sys.argv[1:]]))
+                           max_path=not args.no_max_path, command=_command(args))
     except (RunError, StoreError) as err:
         raise usage_error(str(err).splitlines()[0]) from err
     for variant, facts in result["facts"].items():
         print(f"{variant}: held-out accuracy {facts['correct']}/{facts['heldout']}, trained in "
               f"{facts['train_seconds']:.1f} s, analysed in {facts['analysis_seconds']:.1f} s")
     print(f"wrote {result['report']} and {result['figure']}")
+
+
+def _command(args):
+    """The command line that reproduces this run (settings that differ from the defaults only)."""
+    from .synthetic import DEFAULTS
+    words = ["bf-bert", "reproduce", args.experiment, "--out", args.out]
+    for name in ("task", "train_size", "heldout_size", "epochs", "seed"):
+        if getattr(args, name) != DEFAULTS[name]:
+            words += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
+    words += [flag for flag, on in (("--no-torch", args.no_torch), ("--no-max-path", args.no_max_path)) if on]
+    return shlex.join(words)

@@ -84,10 +84,15 @@ def write_report(path, summaries, facts, figure_path, type_names, command, layer
              f"Command: `{command}`", ""]
     lines += ["| variant | held-out accuracy | training | analysis |", "|:---|---:|---:|---:|"]
     for name, f in facts.items():
-        lines.append(f"| {name} | {f['correct']}/{f['heldout']} | {f['train_seconds']:.1f} s ({f['trainer']}, "
-                     f"{f['epochs']} epochs) | {f['analysis_seconds']:.1f} s |")
-    lines += ["", f"Paper: {PAPER['accuracy']}. Quantity: the correct class's logit; one backprop from it per "
-              "held-out sequence; credit at each layer input (the paper's \"input to BertAttention\").", "",
+        accuracy = f"{f['correct']}/{f['heldout']}"
+        if "torch_correct" in f:
+            accuracy += f" (torch's own forward: {f['torch_correct']}/{f['heldout']})"
+        lines.append(f"| {name} | {accuracy} | {f['train_seconds']:.1f} s ({f['trainer']}, {f['epochs']} epochs) "
+                     f"| {f['analysis_seconds']:.1f} s |")
+    lines += ["", f"Paper: {PAPER['accuracy']}. Both variants are analysed here, loaded with "
+              "BFBertForSequenceClassification.from_pretrained from what their trainer saved. Quantity: the correct "
+              "class's logit; one backprop from it per held-out sequence; credit at each layer input (the paper's "
+              "\"input to BertAttention\").", "",
               f"## Layer {layer}, all tokens, oplus: the paper beside ours", "",
               markdown_table(paper_comparison(summaries, layer), {c: ".5f" for c in ["paper", *summaries]}), ""]
     for name, summary in summaries.items():
@@ -112,26 +117,27 @@ def _differences(summaries, type_names, layer):
             if summary[measure].isna().all():
                 continue
             won = winners(summary, measure, layer)
+            # the paper's finding is op-granular (oplus): max_path is compared with it, not matched to it
+            paper = "the paper" if measure != "max_path" else "the paper's op-granular finding"
             said = "; ".join(f"{t}: **{won[t]}**" + ("" if t not in expected else
-                                                     " (as the paper)" if won[t] == expected[t] else
-                                                     f" (paper: {expected[t]})") for t in type_names if t in won)
+                                                     f" (as {paper})" if won[t] == expected[t] else
+                                                     f" ({paper}: {expected[t]})") for t in type_names if t in won)
             lines.append(f"- {name}, {measure}: the largest mean credit per token type goes to {said}.")
     lines += [
         "",
+        "- **Magnitudes.** A credited value is a product of this model's own partials, so it depends on the "
+        "trained weights (initialisation, the intermediate width the paper does not state, training length), "
+        "not only on the circuit; compare which branch wins per token type, and the ratios, rather than digits.",
         "- **Granularity.** oplus and bucket_sum read the operation-granular max_grad (as the paper's brunoflow): "
         "inside one op the partials are summed (the op's VJP of the upstream max), so a \"path\" through a "
-        "matmul already adds up every unit it mixes, and values are not products along one path. max_path is the "
-        "exact neuron-granular maximum over single paths; its values are products of single partials, hence "
-        "smaller, and the branch that carries the single best path need not be the one whose summed VJP is "
-        "largest.",
-        "- **Which circuit the model learnt.** The task forces the first position to find its repeat, but not "
-        "how the answer reaches the pooler: a model may match the first token's query to the repeat's key "
-        "(the paper's route), or carry the match through the value of the attended token and the first token's "
-        "own identity through the skip connection. Different initialisation, intermediate width (the paper's is "
-        "not stated; ours is 4 × hidden), dropout placement and training length pick different solutions, all "
-        "at 100% accuracy; the credited branch follows the circuit, not the task.",
-        "- **Averaging.** The paper's numbers average over every token of the held-out set (90% of them "
-        "OtherToken), so an all-token mean is dominated by how often a type occurs; the per-type rows say "
-        "where each type's path goes.",
+        "matmul already adds up every unit it mixes. max_path is the exact neuron-granular maximum over single "
+        "paths, a product of single partials: smaller, and the branch that carries the single best path need not "
+        "be the one whose summed VJP is largest.",
+        "- **Which circuit.** The task forces the first position to find its repeat, but not how the answer reaches "
+        "the pooler; training settings (e.g. dropout on the attention probabilities, which the paper's code keeps "
+        "at 0) can select another circuit at the same accuracy, and the credited branch follows the circuit.",
+        "- **Averaging.** The paper's numbers average over every token of the held-out set (80-90% of them "
+        "OtherToken), so an all-token mean mostly says how often a type occurs; the per-type rows say where each "
+        "type's path goes.",
     ]
     return lines
