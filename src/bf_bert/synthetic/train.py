@@ -87,22 +87,6 @@ def train_bf(model, split, epochs, batch_size, learning_rate, seed, progress=Non
     return history
 
 
-def predict(model, ids, batch_size=500):
-    """Class predictions of a BF sequence classifier in eval mode, one jitted forward per batch."""
-    was_training = model.training
-    model.eval()
-
-    @jax.jit
-    def logits(values, batch):
-        with model.using_parameters(values):
-            return model(input_ids=batch, attention_mask=jnp.ones_like(batch)).logits.val
-
-    values = [p.val for p in model.parameters()]
-    out = np.concatenate([np.asarray(logits(values, ids[k:k + batch_size])) for k in range(0, len(ids), batch_size)])
-    model.train(was_training)
-    return out.argmax(-1)
-
-
 def train_torch(config, split, epochs, batch_size, learning_rate, seed, progress=None):
     """The same training in torch (transformers.BertForSequenceClassification, torch.optim.Adam);
     returns (model in eval mode, History)."""
