@@ -60,6 +60,14 @@ def test_rerun_keeps_finished_stages_and_refuses_other_settings(run):
     again = reproduce(out, log=messages.append, **TINY)
     assert any("trained model kept" in m for m in messages) and not any("analysing" in m for m in messages)
     pd.testing.assert_frame_equal(again["summary"], result["summary"])
+    # a run killed mid-analysis: the batch whose commit part is missing is analysed again, the rest kept
+    last = sorted((out / "bf.opt" / "parts" / "sentences").glob("*.parquet"))[-1]
+    last.unlink()
+    messages.clear()
+    resumed = reproduce(out, log=messages.append, **TINY)
+    assert "[bf.opt] analysing 10 held-out examples (10 kept)" in messages
+    assert len(read_table(out / "bf.opt", "branches")) == 20 * 10 * 4
+    pd.testing.assert_frame_equal(resumed["summary"], result["summary"])
     with pytest.raises(RunError, match="other settings.*epochs: 2 there, 3 here"):
         reproduce(out, log=messages.append, **{**TINY, "epochs": 3})
 
