@@ -3,6 +3,7 @@
     bf-bert fill-mask "The keys to the cabinet [MASK] on the table." --targets is,are
     bf-bert explain "The keys to the cabinet [MASK] on the table." --target is --contrast are --out DIR
     bf-bert analyze sva --data lgd_dataset.tsv --out runs/lgd     (see cli_analyze.py)
+    bf-bert reproduce synthetic-top-path --out runs/synthetic     (see cli_reproduce.py)
 
 Bad input ends with one line on stderr that names the fix and exit status 2, no traceback; what can
 be checked before the model loads (--model, --out) is. Warnings are one `bf-bert: warning:` line each.
@@ -15,7 +16,7 @@ import sys
 import tempfile
 import warnings
 
-from . import cli_analyze
+from . import cli_analyze, cli_reproduce
 
 DEFAULT_MODEL_NOTE = ("default model: all-MiniLM-L6-v2 (a real pretrained encoder) with an MLM head this project "
                       "fitted on its own agreement sentences; not BERT-base")
@@ -58,6 +59,7 @@ def _parser():
                          "vocabulary)")
     explain.add_argument("--out", help="folder to write explanation.json and explanation.png into (made if missing)")
     cli_analyze.add_commands(commands, UsageError)
+    cli_reproduce.add_commands(commands)
     return parser
 
 
@@ -201,17 +203,17 @@ def _check_length(model, tokenizer, text):
                          "shorten it")
 
 
-def _check_out(out):
-    """Refuse an --out that cannot take the two files, before anything is computed."""
+def _check_out(out, contents="explanation.json and explanation.png", file_names=(".png", ".json")):
+    """Refuse an --out that cannot take the files (`contents`), before anything is computed."""
     if os.path.isdir(out):
         existing = out
     else:
         if os.path.exists(out):
-            raise UsageError(f"--out {out!r} is a file, not a folder: pass a folder for explanation.json and "
-                             "explanation.png (it is made if missing)")
-        if os.path.splitext(out)[1].lower() in (".png", ".json"):
-            raise UsageError(f"--out {out!r}: --out is a folder that gets explanation.json and explanation.png, "
-                             f"not a file name: pass e.g. --out {os.path.dirname(out) or '.'}")
+            raise UsageError(f"--out {out!r} is a file, not a folder: pass a folder for {contents} (it is made if "
+                             "missing)")
+        if os.path.splitext(out)[1].lower() in file_names:
+            raise UsageError(f"--out {out!r}: --out is a folder that gets {contents}, not a file name: pass e.g. "
+                             f"--out {os.path.dirname(out) or '.'}")
         existing = os.path.dirname(os.path.abspath(out))
         while not os.path.exists(existing):
             existing = os.path.dirname(existing)
@@ -248,6 +250,8 @@ def main(argv=None):
         with x64, _warnings_as_lines():
             if args.command == "analyze":
                 cli_analyze.run(args, UsageError)
+            elif args.command == "reproduce":
+                cli_reproduce.run(args, UsageError)
             else:
                 (run_fill_mask if args.command == "fill-mask" else run_explain)(args)
     except UsageError as err:

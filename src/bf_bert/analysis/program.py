@@ -73,7 +73,7 @@ def read_out(model, value, embeddings, hidden_states) -> Readout:
         a_mlp, h_mlp = _flows_by_branch(attention_output, layer_path, MLP_BRANCHES)
         per_layer.append((*_share_and_entropy(a_attention.sum(-1), h_attention.sum(-1)),
                           *_share_and_entropy(a_mlp.sum(-1), h_mlp.sum(-1)),
-                          *_share_and_entropy(a_attention, h_attention), *_credit(hidden_states[layer], layer_path)))
+                          *_share_and_entropy(a_attention, h_attention), *branch_credit(hidden_states[layer], layer_path)))
     stacked = [jnp.stack(column) for column in zip(*per_layer)]
     return Readout(
         value=value.val, grad_norm=jnp.linalg.norm(grad, axis=-1), grad_x_input=(grad * embeddings.val[0]).sum(-1),
@@ -122,9 +122,10 @@ def _flows_by_branch(node, layer_path, branches):
             scaled.stack([h_by.get(b, nothing) for b in branches]))
 
 
-def _credit(node, layer_path):
-    """Per token of a layer input: the oplus branch code and its top unit's value (S,), and the
-    bucket_sum buckets (S, 4)."""
+def branch_credit(node, layer_path):
+    """Per token of a layer input, from the operation-granular max_grad: the oplus branch code
+    and its top unit's value (S,), and the bucket_sum buckets (S, 4). Any model whose layers
+    have BERT's module paths (the sequence classifiers of `bf_bert.synthetic` too)."""
     codes = [ATTENTION_BRANCHES.index(b) if b in ATTENTION_BRANCHES else len(ATTENTION_BRANCHES)
              for b in (branch_of(c, layer_path) for c in node.get_parents())]
     table = jnp.asarray(codes + [len(ATTENTION_BRANCHES)], jnp.int32)  # index -1: nothing flowed
@@ -134,6 +135,21 @@ def _credit(node, layer_path):
     oplus = jnp.take_along_axis(branch, top_unit, axis=-1)[:, 0]
     one_hot = branch[..., None] == jnp.arange(len(ATTENTION_BRANCHES))
     return oplus, jnp.take_along_axis(hi[0], top_unit, axis=-1)[:, 0], jnp.where(one_hot, hi[0][..., None], 0).sum(1)
+
+
+def branch_max_path(node, layer_path):
+    """Per token of a layer input and attention branch (S, 4): the exact (neuron-granular) max
+    over every path that leaves the token's units through that branch, over its units; -inf
+    where no path leaves through it. Its max over branches is the token's top path value. Needs
+    a max_path backprop that kept the consumers' values."""
+    best = {}
+    for consumer, (hi, _, hi_consumer, *_) in bf.consumer_flows(node, "max_path"):
+        name = branch_of(consumer, layer_path)
+        if name in ATTENTION_BRANCHES:  # a unit the consumer links to no path reads 0 there: not a path of value 0
+            unit_best = jnp.where(hi_consumer[0] == bf.MaxPath.NO_PATH, -jnp.inf, hi[0]).max(-1)
+            best[name] = jnp.maximum(best[name], unit_best) if name in best else unit_best
+    absent = jnp.full(node.shape[1], -jnp.inf, node.dtype)
+    return jnp.stack([best.get(b, absent) for b in ATTENTION_BRANCHES], axis=-1)
 
 
 # (architecture, quantity, has_contrast, values) → Program. A program traces the first model of

@@ -1,5 +1,7 @@
 """Dropout with a PRNG key the layer owns and splits once per training call."""
 
+import contextlib
+
 import jax
 
 from ..ad.node import Node
@@ -34,3 +36,22 @@ class Dropout(Network):
 
     def extra_repr(self):
         return f"p={self.p}"
+
+
+@contextlib.contextmanager
+def using_dropout_key(network, key):
+    """Inside, every Dropout of `network` draws its masks from `key` (the k-th Dropout in
+    module order from fold_in(key, k)); their own key streams come back afterwards.
+
+    For a jitted training step: a layer's own key is split at trace time, so every run of the
+    compiled step would reuse one mask. With the step's key as an argument, each call draws
+    new masks, and the same key gives the same masks."""
+    layers = [m for m in network.modules() if isinstance(m, Dropout)]
+    saved = [layer.key for layer in layers]
+    try:
+        for k, layer in enumerate(layers):
+            layer.key = jax.random.fold_in(key, k)
+        yield network
+    finally:
+        for layer, old in zip(layers, saved):
+            layer.key = old

@@ -1,5 +1,7 @@
 """Adam with bias correction (Kingma & Ba), as torch.optim.Adam without weight decay."""
 
+import math
+
 import jax
 import jax.numpy as jnp
 
@@ -7,12 +9,16 @@ from .optimizer import Optimizer
 
 
 @jax.jit
-def _adam(val, grad, m, v, beta1, beta2, one_minus_beta1, one_minus_beta2, correction1, correction2, step_size, eps):
+def _adam(val, grad, m, v, t, beta1, beta2, log_beta1, log_beta2, one_minus_beta1, one_minus_beta2, step_size, eps):
+    t = t + 1
     m = beta1 * m + one_minus_beta1 * grad
     v = beta2 * v + one_minus_beta2 * grad * grad
-    m_hat = m / correction1
-    v_hat = v / correction2
-    return val - step_size * m_hat / (jnp.sqrt(v_hat) + eps), m, v
+    # 1 − β^t as −expm1(t·log β): t is an array (the state must be traceable), and 1 − 0.999^t
+    # computed in float32 would lose digits where this keeps float32's relative precision
+    tf = t.astype(val.dtype)
+    m_hat = m / -jnp.expm1(tf * log_beta1.astype(val.dtype))
+    v_hat = v / -jnp.expm1(tf * log_beta2.astype(val.dtype))
+    return val - step_size * m_hat / (jnp.sqrt(v_hat) + eps), (t, m, v)
 
 
 class Adam(Optimizer):
@@ -25,11 +31,13 @@ class Adam(Optimizer):
             raise ValueError(f"beta1 and beta2 must be in [0, 1), got {beta1} and {beta2}")
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
 
-    def _update(self, p, state):
-        t, m, v = state if state is not None else (0, jnp.zeros_like(p.val), jnp.zeros_like(p.val))
-        t += 1
+    def _init(self, value):
+        return jnp.zeros((), jnp.int32), jnp.zeros_like(value), jnp.zeros_like(value)
+
+    def _update(self, value, grad, state):
+        t, m, v = state
         b1, b2 = self.beta1, self.beta2
-        # the 1 − β terms in host float64, as torch: 1 − 0.999 loses digits in float32
-        p.val, m, v = _adam(p.val, p.grad, m, v, b1, b2, 1 - b1, 1 - b2, 1 - b1 ** t, 1 - b2 ** t,
-                            self.step_size, self.eps)
-        return t, m, v
+        # the 1 − β terms and log β in host float64, as torch: 1 − 0.999 loses digits in float32;
+        # as arrays, so that no dtype promotion depends on x64 mode
+        return _adam(value, grad, m, v, t, b1, b2, jnp.asarray(math.log(b1) if b1 else -jnp.inf),
+                     jnp.asarray(math.log(b2) if b2 else -jnp.inf), 1 - b1, 1 - b2, self.step_size, self.eps)

@@ -21,8 +21,11 @@ class SGD(Optimizer):
             raise ValueError(f"momentum must be ≥ 0, got {momentum}")
         self.momentum = momentum
 
-    def _update(self, p, velocity):
-        if velocity is None:  # plain SGD keeps no state: 0 · grad + grad = grad
-            velocity = jnp.zeros_like(p.val) if self.momentum else p.grad
-        p.val, velocity = _sgd(p.val, p.grad, velocity, self.step_size, self.momentum)
-        return velocity if self.momentum else None
+    def _init(self, value):
+        # torch's first step sets v = grad; momentum · 0 + grad is the same. Plain SGD keeps no state.
+        return jnp.zeros_like(value) if self.momentum else ()
+
+    def _update(self, value, grad, velocity):
+        if not self.momentum:
+            return _sgd(value, grad, grad, self.step_size, 0.0)[0], ()
+        return _sgd(value, grad, velocity, self.step_size, self.momentum)

@@ -154,3 +154,23 @@ def test_dropout_scales_survivors_and_is_seeded():
                                   explicit(x, key=jax.random.PRNGKey(9)).val)
     with pytest.raises(ValueError, match=r"\[0, 1\)"):
         Dropout(1.0)
+
+
+def test_using_dropout_key_varies_masks_under_jit_and_restores_keys():
+    import jax
+    from brunoflow.net import Sequential, using_dropout_key
+    net = Sequential(Dropout(0.5, key=0), Dropout(0.5, key=1))
+    before = [np.asarray(m.key) for m in net.modules() if isinstance(m, Dropout)]
+
+    @jax.jit
+    def run(x, key):
+        with using_dropout_key(net, key):
+            return net(bf.Node(x)).val
+
+    x = np.ones(64, np.float32)
+    a, b, again = run(x, jax.random.PRNGKey(0)), run(x, jax.random.PRNGKey(1)), run(x, jax.random.PRNGKey(0))
+    assert not np.array_equal(a, b)          # a new key, new masks, without a recompile
+    np.testing.assert_array_equal(a, again)  # the same key, the same masks
+    assert run._cache_size() == 1
+    after = [np.asarray(m.key) for m in net.modules() if isinstance(m, Dropout)]
+    assert all(np.array_equal(k, old) for k, old in zip(after, before))

@@ -96,3 +96,38 @@ def test_step_makes_new_arrays_and_keeps_dtype():
 def test_empty_parameter_list_is_an_error():
     with pytest.raises(ValueError, match="no parameters"):
         bf.opt.SGD(iter([]))
+
+
+@pytest.mark.parametrize("make_optimizer", [
+    lambda params: bf.opt.SGD(params, step_size=0.1, momentum=0.9),
+    lambda params: bf.opt.SGD(params, step_size=0.1),
+    lambda params: bf.opt.Adam(params, step_size=0.05, beta1=0.8),
+], ids=["sgd-momentum", "sgd", "adam"])
+def test_jitted_update_equals_step(make_optimizer):
+    """The pure update (what a jitted training step runs) and step() are one rule."""
+    import jax
+    rng = np.random.default_rng(2)
+    start = [rng.normal(size=(3, 2)).astype(np.float32), rng.normal(size=(4,)).astype(np.float32)]
+    grads = [[rng.normal(size=v.shape).astype(np.float32) for v in start] for _ in range(5)]
+    params = [bf.Parameter(v) for v in start]
+    eager, pure = make_optimizer(params), make_optimizer(params)
+    values, state = [p.val for p in params], pure.init_state()
+    update = jax.jit(pure.update)
+    for step_grads in grads:
+        for p, g in zip(params, step_grads):
+            p.grad = bf.Node(g).val
+        eager.step()
+        values, state = update(values, step_grads, state)
+        for p, v in zip(params, values):
+            np.testing.assert_allclose(np.asarray(p.val), np.asarray(v), rtol=1e-6, atol=1e-7)
+
+
+def test_update_skips_a_parameter_without_gradient():
+    p, q = bf.Parameter(np.ones(2, np.float32)), bf.Parameter(np.ones(2, np.float32))
+    opt = bf.opt.Adam([p, q], step_size=0.1)
+    state = opt.init_state()
+    values, new_state = opt.update([p.val, q.val], [np.ones(2, np.float32), None], state)
+    assert np.all(np.asarray(values[0]) < 1) and values[1] is q.val and new_state[1] is state[1]
+    assert int(new_state[0][0]) == 1
+    with pytest.raises(ValueError, match="1 grads for 2 parameters"):
+        opt.update([p.val, q.val], [None], state)
