@@ -14,8 +14,7 @@ from .runner import analyze
 from .shards import resolve_shard, select
 from .store import TableWriter
 
-DEFAULT_MODEL_LABEL = ("all-MiniLM-L6-v2 + top layers and an MLM head trained by this project on real English "
-                       "(the embedded default; a small LM, not BERT-base)")
+DEFAULT_MODEL_LABEL = "all-MiniLM-L6-v2 + top layers, MLM head trained here (embedded default; not BERT-base)"
 
 
 def load_model(model=None, dtype="float32"):
