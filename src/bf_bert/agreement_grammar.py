@@ -1,7 +1,7 @@
 """A small English grammar of subject–verb agreement, with attractors between subject and verb.
 
-It generates the sentences the embedded default model's MLM head is fitted on
-(`scripts/fit_mlm_head.py`) and the held-out sentences its agreement is measured on:
+It generates sentences mixed into the embedded default model's training text
+(`scripts/fit_default_lm.py`) and the held-out sentences its grammar agreement is measured on:
 
     simple       the keys are on the table .
     pp           the keys to the cabinet are on the table .
@@ -201,7 +201,7 @@ def _sentence(rng, nouns, construction, verb_kind) -> Sentence:
 
 
 # --- Sentences with several attractors ------------------------------------------------------
-# `generate` above draws exactly what the shipped MLM head was fitted on, so it stays as it is;
+# `generate` above draws exactly the grammar sentences the shipped model was trained on, so it stays as it is;
 # the analysis benchmark's 1–4 attractors come from a separate generator with its own stream.
 
 ATTRACTOR_CONSTRUCTIONS = ("pp", "subject_rc", "object_rc")

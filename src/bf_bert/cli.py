@@ -18,8 +18,8 @@ import warnings
 
 from . import cli_analyze, cli_reproduce
 
-DEFAULT_MODEL_NOTE = ("default model: all-MiniLM-L6-v2 (a real pretrained encoder) with an MLM head this project "
-                      "fitted on its own agreement sentences; not BERT-base")
+DEFAULT_MODEL_NOTE = ("default model: all-MiniLM-L6-v2 with top layers and an MLM head this project trained on "
+                      "1.35M words of English; a small LM, not BERT-base (use --model for research results)")
 
 
 class UsageError(Exception):

@@ -1,7 +1,8 @@
 """`make demo`: fill-mask on agreement sentences, then one explanation, on the embedded default model.
 
 Writes demo_out/explanation.json and demo_out/explanation.png. The model is all-MiniLM-L6-v2 with
-an MLM head this project fitted (see bf_bert.default_model): not BERT-base.
+top layers and an MLM head this project trained on real English (see bf_bert.default_model): a
+small language model, not BERT-base.
 """
 
 import os

@@ -209,7 +209,7 @@ def bf_pipeline(task, model=None, tokenizer=None, **kwargs):
 
     `model`: a BF model, or a checkpoint folder (loaded with `BFBertForMaskedLM.from_pretrained`,
     and its tokenizer from the same folder unless `tokenizer` is given), or None for the project's
-    embedded default (all-MiniLM-L6-v2 with a fitted MLM head, not BERT-base).
+    embedded default (all-MiniLM-L6-v2 with top layers and an MLM head trained here; a small LM, not BERT-base).
     `tokenizer`: a tokenizer or a folder. Other keywords go to the pipeline (`top_k=`).
     """
     if task not in SUPPORTED_TASKS:

@@ -1,6 +1,6 @@
 """A markdown report of one subject–verb agreement run: our numbers beside Du et al.'s (ACL 2023).
 
-    write_report("runs/lgd", "all-MiniLM-L6-v2 + fitted MLM head (embedded default), not BERT-base")
+    write_report("runs/lgd", "all-MiniLM-L6-v2 + tuned top layers and MLM head (embedded default), not BERT-base")
 
 reads the run's tables (`store.read_table`), draws the figures (`figures.py`) unless given
 them, and writes runs/lgd/report.md. Like the figures, it needs the tables only: no model.
@@ -294,7 +294,8 @@ def write_report(out_dir, model_label=None, figures=None, timings=None, *, rule=
               f"- **Model.** The paper analyses BERT (the authors' public notebook names a brunoflow port of "
               f"`google/bert_uncased_L-6_H-512_A-8`, a 6-layer uncased BERT: hence \"layers 0–4\" and \"the last "
               f"layer\" = 5); this run is {model_label}, with {n_layers} layers. Different weights route gradients "
-              "differently; a model whose MLM head was fitted on a small grammar is not a general language model.",
+              "differently, and a small model (such as the embedded default, trained here on 1.35M words) agrees worse "
+              "than BERT and may route differently.",
               "- **Dataset.** The paper uses 1000 sentences sampled from the LGD agreement data (Linzen et al.); "
               f"this run read {config.get('data', 'its own data')!s} ({len(sentences):,} sentences). The mix of "
               "constructions, lengths and attractor counts changes every share. LGD-style data do not say where "

@@ -14,7 +14,7 @@ from .runner import analyze
 from .shards import resolve_shard, select
 from .store import TableWriter
 
-DEFAULT_MODEL_LABEL = "all-MiniLM-L6-v2 + an MLM head fitted by this project (the embedded default; not BERT-base)"
+DEFAULT_MODEL_LABEL = "all-MiniLM-L6-v2 + top layers, MLM head trained here (embedded default; not BERT-base)"
 
 
 def load_model(model=None, dtype="float32"):

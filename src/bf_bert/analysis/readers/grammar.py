@@ -13,7 +13,7 @@ and `read` reads such a file back. Columns, one row per item:
     intervening_words    their word indices; intervening_numbers their numbers ("sg"/"pl")
     subject_word         the subject's head noun's word index; subject_number its number
     construction         pp / subject_rc / object_rc; verb_kind is / was / has / regular
-    held_out             whether the nouns are the ones the shipped MLM head never saw
+    held_out             whether the nouns are the ones the shipped model never saw in grammar sentences
 
 Item: id, text, target, contrast as above; meta = every other column. In TSV the lists are JSON
 text ("[4, 7]") and held_out is true/false.
@@ -40,7 +40,7 @@ def grammar_items(n: int, seed: int, max_attractors: int = 4, held_out: bool = T
                   mixed_numbers: bool = False) -> list[Item]:
     """`n` items drawn with `seed`, each with 1..`max_attractors` nouns between subject and verb.
 
-    `held_out`: draw only the nouns the shipped MLM head was not fitted on (else all nouns).
+    `held_out`: draw only the nouns the shipped model was not trained on (else all nouns).
     `mixed_numbers`: see `agreement_grammar.generate_attractors`; by default every intervening
     noun is an attractor. The same arguments always give the same items.
     """
