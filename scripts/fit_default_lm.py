@@ -163,7 +163,7 @@ def precompute(model, tokenizer, texts, args):
     return batches
 
 
-def check_split_forward(model, tokenizer, args):
+def check_split_forward(model, tokenizer):
     """The frozen part + tuned layers, run apart as training runs them, equal the whole encoder."""
     enc = tokenizer(["The keys to the cabinet are on the table.", "He drank a cup of tea."], padding=True,
                     return_tensors="pt")
@@ -235,7 +235,7 @@ def main(argv=None):
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     folder, tokenizer, model = load_minilm()
-    check_split_forward(model, tokenizer, args)
+    check_split_forward(model, tokenizer)
     try:
         texts, heldout, counts = training_sentences(args)
     except lm_text.MissingText as e:
@@ -280,6 +280,7 @@ def main(argv=None):
                  "'heldout'); for research results use a real checkpoint such as bert-base-uncased."),
         "weights": weights.name,
         "sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
+        "bytes": weights.stat().st_size,
         "tensors": {k: list(v.shape) for k, v in tensors.items()},
         "tuned_layers": list(range(len(model.bert.encoder.layer) - args.tune_layers, len(model.bert.encoder.layer))),
         "script": "scripts/fit_default_lm.py",

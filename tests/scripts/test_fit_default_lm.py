@@ -71,7 +71,7 @@ def test_training_moves_only_the_tuned_layers_and_the_head(run):
 
 def test_the_split_forward_is_the_whole_encoder():
     folder, tokenizer, model = fit_default_lm.load_minilm()
-    fit_default_lm.check_split_forward(model, tokenizer, None)  # raises when they differ
+    fit_default_lm.check_split_forward(model, tokenizer)  # raises when they differ
 
 
 def test_missing_text_packages_are_named(monkeypatch, tmp_path):
