@@ -16,6 +16,7 @@ venv: $(PY)
 # Non-editable on purpose (docs/architecture.md §5); the last line makes sure tests see this tree's source.
 install: venv
 	$(PIP) install -q "$(TORCH)"
+	rm -rf build  # setuptools reuses build/ and would ship package data files deleted from src/
 	$(PIP) install -q ".[test]"
 	$(PIP) install -q --force-reinstall --no-deps .
 
