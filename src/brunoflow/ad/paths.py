@@ -19,6 +19,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .semirings import MaxPath
+from .tropical import DEFERRED
+
 
 class Hop(NamedTuple):
     node: object            # the Node on the path
@@ -81,6 +84,43 @@ def top_path(node, index, max_hops=100_000, track="max"):
 _TRACKS = ("max_path_of_output_wrt_node", "min_path_of_output_wrt_node")
 
 
+def source_of(node, flat_index, on_min=False):
+    """The stored source code of node's element `flat_index` on a track, with a contraction's
+    DEFERRED pointer recomputed from that consumer's row of edges (one small kernel)."""
+    value, consumer, code = _stored(node, on_min, np.unravel_index(int(flat_index), node.shape) if node.shape else ())
+    if code != DEFERRED:
+        return code
+    return int(_deferred_source(node, node._consumers[consumer](), flat_index, on_min))
+
+
+def _deferred_source(node, consumer, flat_index, on_min):
+    slots = tuple(k for k, inp in enumerate(consumer.inputs) if inp is node)
+    xs = tuple(inp.val if hasattr(inp, "val") else inp for inp in consumer.inputs)
+    (hi, hi_consumer, _), (lo, _, _) = (getattr(consumer, t) for t in _TRACKS)
+    if isinstance(hi, jax.core.Tracer):
+        return _source_in_row(consumer.op, consumer.static, slots, xs, hi, lo, hi_consumer, flat_index, on_min)
+    kernel = _row_kernel(consumer.op, consumer.static, slots, xs)
+    return kernel(xs, hi, lo, hi_consumer, jnp.int32(flat_index), jnp.asarray(on_min))
+
+
+def _source_in_row(op, static, slots, xs, hi, lo, hi_consumer, flat_index, on_min):
+    reached = hi_consumer != MaxPath.NO_PATH
+    return op.max_times_source(slots, xs, static, (hi, lo, reached), flat_index, on_min)
+
+
+_ROW_KERNELS = {}
+
+
+def _row_kernel(op, static, slots, xs):
+    """One jitted row search per (op, static params, slots, input shapes): a walk through BERT
+    crosses the same few Linear shapes in every layer."""
+    key = (op, tuple(sorted(static.items())), slots, tuple((jnp.shape(x), jnp.result_type(x)) for x in xs))
+    if key not in _ROW_KERNELS:
+        _ROW_KERNELS[key] = jax.jit(lambda xs, hi, lo, hi_consumer, flat_index, on_min: _source_in_row(
+            op, static, slots, xs, hi, lo, hi_consumer, flat_index, on_min))
+    return _ROW_KERNELS[key]
+
+
 def _walk_max_path(node, index, max_hops, track):
     if track not in ("max", "min"):
         raise ValueError(f"track must be 'max' or 'min', not {track!r}")
@@ -101,6 +141,9 @@ def _walk_max_path(node, index, max_hops, track):
         if following is None:
             raise ValueError("the top path's next node was freed: keep a reference to the output "
                              "(or the model outputs) while walking paths")
+        if code == DEFERRED:
+            flat = int(np.ravel_multi_index(index, node.shape)) if node.shape else 0
+            code = int(_deferred_source(node, following, flat, on_min))
         node, on_min = following, bool(code % 2)
         index = tuple(int(i) for i in np.unravel_index(code // 2, node.shape)) if node.shape else ()
     raise RuntimeError(f"top_path did not reach the output within {max_hops} hops")
@@ -178,13 +221,24 @@ def _traced_walk(nodes, flat_index, track):
 
 
 def _read(node, at, on_min, dtype):
-    """(value, consumer, source) of element `at` of one node on the given track."""
+    """(value, consumer, source) of element `at` of one node on the given track, a DEFERRED
+    source recomputed through a switch over the node's contraction consumers."""
     (hi, hi_consumer, hi_source), (lo, lo_consumer, lo_source) = (getattr(node, t) for t in _TRACKS)
 
     def pick(high, low):
         return jnp.where(on_min, low.ravel()[at], high.ravel()[at])
 
-    return pick(hi, lo).astype(dtype), pick(hi_consumer, lo_consumer), pick(hi_source, lo_source)
+    consumer, code = pick(hi_consumer, lo_consumer), pick(hi_source, lo_source)
+    consumers = [ref() for ref in node._consumers]
+    if any(c is not None and getattr(c.op, "contraction", False) for c in consumers):
+        def recompute(c):
+            if c is None or not getattr(c.op, "contraction", False):
+                return lambda: code
+            return lambda: jnp.asarray(_deferred_source(node, c, at, on_min), jnp.int32)
+
+        recomputed = jax.lax.switch(jnp.clip(consumer, 0, len(consumers) - 1), [recompute(c) for c in consumers])
+        code = jnp.where(code == DEFERRED, recomputed, code)
+    return pick(hi, lo).astype(dtype), consumer, code
 
 
 def _from_walk(nodes, node, flat_index, track):

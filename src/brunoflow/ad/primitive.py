@@ -124,13 +124,24 @@ class Linear(Primitive):
                         tables[k][phi] = lambda g, k=k, s=scale: s * self.rule(g, *xs, **static)[k]
         return tables
 
+    def _subscripts(self, xs, static):
+        return static.get("subscripts") or tropical.matmul_subscripts(jnp.ndim(xs[0]), jnp.ndim(xs[1]))
+
+    def max_times_source(self, slots, xs, static, state, flat_index, on_min):
+        """The source a contraction left DEFERRED: the best edge from element `flat_index` of the
+        input in `slots`, given this op's output state (hi, lo, reached); see tropical.einsum_source."""
+        return tropical.einsum_source(self._subscripts(xs, static), slots, xs, state, flat_index, on_min)
+
     def _slots(self, xs):
         return [k for k in range(len(xs)) if self.differentiable is None or k in self.differentiable]
 
     def _max_times(self, k, xs, out, static, state):
         if self.contraction:
-            subscripts = static.get("subscripts") or tropical.matmul_subscripts(jnp.ndim(xs[0]), jnp.ndim(xs[1]))
-            return tropical.einsum(subscripts, k, xs, state)
+            # each element's edges into reached outputs, counted by the plain transpose of 0/1 entries
+            hi, _, reached = state
+            entries = [x if j == k else ((x != 0) & (x == x)).astype(hi.dtype) for j, x in enumerate(xs)]
+            edges = self.rule(reached.astype(hi.dtype), *entries, **static)[k]
+            return tropical.einsum(self._subscripts(xs, static), k, xs, state, edges)
         entry = self.constant(xs, static) if callable(self.constant) else self.constant
         relation = self.relation(static) if callable(self.relation) else self.relation
         shape, size = jnp.shape(xs[k]), int(np.prod(jnp.shape(xs[k])))

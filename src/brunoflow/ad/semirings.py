@@ -10,7 +10,7 @@ import jax.numpy as jnp
 
 from . import scaled
 from .maps import ABS, IDENTITY, NEG_XLOGX
-from .tropical import MAX_TIMES, better
+from .tropical import DEFERRED, MAX_TIMES, NO_SOURCE, better
 
 
 class Semiring:
@@ -181,7 +181,9 @@ class MaxPath(Semiring):
     an output element and the track it continues on; ⊕ across consumers takes the better one
     (ties: the earliest-made consumer). Back-pointers: `*_consumer` indexes get_parents() (-1
     at the output itself, -2 where no path exists; the value there is 0), and `*_source` is
-    2·(flat index into that consumer) + track (1: the path continues on its min track).
+    2·(flat index into that consumer) + track (1: the path continues on its min track), or
+    DEFERRED (-3) where the consumer is a contraction, which keeps values only: `top_path` and
+    `brunoflow.ad.paths.source_of` recompute that pointer from the consumer's row of edges.
     Seed (1, 1, -1, -1, -1, -1).
 
     A path whose product is NaN (0·inf, NaN in the forward) ranks below every number, as in
@@ -203,10 +205,13 @@ class MaxPath(Semiring):
         reached = hi_consumer != self.NO_PATH  # hi and lo range over the same paths
         pulled_hi, pulled_lo, hi_source, lo_source = vjp[MAX_TIMES]((hi, lo, reached))
         nan_edge = jnp.isnan(vjp[IDENTITY](jnp.where(reached | jnp.isnan(hi), hi, 0)))
-        only_nan = (hi_source < 0) & nan_edge
+        # a contraction counts edges, not non-NaN products: one whose every product was NaN
+        # kept its running max at -inf
+        only_nan = nan_edge & ((hi_source == NO_SOURCE) | ((hi_source == DEFERRED) & (pulled_hi == -jnp.inf)))
+        hi_source, lo_source = (jnp.where(only_nan, NO_SOURCE, s) for s in (hi_source, lo_source))
         hi, lo = jnp.where(only_nan, jnp.nan, pulled_hi), jnp.where(only_nan, jnp.nan, pulled_lo)
-        return (hi, lo, jnp.where(hi_source >= 0, consumer, self.NO_PATH),
-                jnp.where(lo_source >= 0, consumer, self.NO_PATH), hi_source, lo_source)
+        return (hi, lo, jnp.where(hi_source != NO_SOURCE, consumer, self.NO_PATH),
+                jnp.where(lo_source != NO_SOURCE, consumer, self.NO_PATH), hi_source, lo_source)
 
     def plus(self, x, y):
         take_hi = better(y[0], y[2], x[0], x[2], jnp.greater)

@@ -9,7 +9,9 @@ reached, the best single continuation:
 
 and a source code 2·o + track naming the winner (track 1: the path goes on along o's min
 track, as a negative w swaps them); -1 where e has no edge to a reached element. Ties go to
-the lowest code. Existence is the code, never the value: a path worth ±inf is a path. A
+the lowest code. Contractions compute values only and mark found elements DEFERRED: carrying
+a running argmax through their reductions cost 3-4x the values alone, and a walk needs the
+winner of a few elements only, which `einsum_source` recomputes from one row of edges. Existence is the code, never the value: a path worth ±inf is a path. A
 path whose product is NaN (0·inf, or NaN in the forward) is skipped, as numpy's nanmax
 skips NaN; MaxPath marks an element whose every path is NaN (see semirings.py). Nothing here
 is dense: each family reduces over exactly its edges —
@@ -24,6 +26,8 @@ import jax
 import jax.numpy as jnp
 
 NO_SOURCE = -1
+# a source a contraction did not compute: `einsum_source` recomputes it for the elements a walk visits
+DEFERRED = -3
 
 
 class MaxTimes:
@@ -191,11 +195,13 @@ def finish_copy(result, shape, dtype):
 
 
 def merge(a, b):
-    """Two slots' results for one input (parallel edges): the better one, ties to the lower code."""
+    """Two slots' results for one input (parallel edges): the better one, ties to the lower code
+    (to the first slot between two DEFERRED codes: its source is recomputed over both slots)."""
     hi_a, lo_a, hi_code_a, lo_code_a = a
     hi_b, lo_b, hi_code_b, lo_code_b = b
-    take_hi = better(hi_b, hi_code_b, hi_a, hi_code_a, jnp.greater)
-    take_lo = better(lo_b, lo_code_b, lo_a, lo_code_a, jnp.less)
+    ranked = [jnp.where(c == DEFERRED, 0, c) for c in (hi_code_a, lo_code_a, hi_code_b, lo_code_b)]
+    take_hi = better(hi_b, ranked[2], hi_a, ranked[0], jnp.greater)
+    take_lo = better(lo_b, ranked[3], lo_a, ranked[1], jnp.less)
     return (jnp.where(take_hi, hi_b, hi_a), jnp.where(take_lo, lo_b, lo_a),
             jnp.where(take_hi, hi_code_b, hi_code_a), jnp.where(take_lo, lo_code_b, lo_code_a))
 
@@ -215,26 +221,146 @@ def _from_space(a, term, letters):
     return jnp.transpose(a.reshape(sorted_shape), tuple(order.index(i) for i in range(len(term))))
 
 
-def einsum(subscripts, k, xs, state):
-    """Max-times transpose of a two-operand einsum with respect to operand k.
-
-    A letter repeated inside a term (`ii,i->i`) is a diagonal: the weight operand is read on
-    it, and operand k's off-diagonal elements have no edge."""
+def _layout(subscripts):
+    """(terms, unique letters per term, output, the index space's letters: output's first)."""
     inputs, output = subscripts.split("->")
     terms = inputs.split(",")
     unique = ["".join(dict.fromkeys(t)) for t in terms]
     letters = output + "".join(dict.fromkeys(c for t in unique for c in t if c not in output))
+    return terms, unique, output, letters
+
+
+def einsum(subscripts, k, xs, state, edges):
+    """Max-times transpose of a two-operand einsum with respect to operand k, values only.
+
+    `edges` (shaped like operand k) counts each element's edges into reached outputs (a plain
+    transpose of 0/1 entries): an element with none has no path, whatever its running max says
+    (a path worth -inf is a path). Sources come back DEFERRED where a path exists.
+    A letter repeated inside a term (`ii,i->i`) is a diagonal: the weight operand is read on
+    it, and operand k's off-diagonal elements have no edge."""
+    terms, unique, output, letters = _layout(subscripts)
     hi, lo, reached = (_to_space(a, output, letters) for a in state)
-    code = _to_space(jnp.arange(state[0].size, dtype=jnp.int32).reshape(state[0].shape), output, letters)
     weight = _to_space(_diagonal(xs[1 - k], terms[1 - k]), unique[1 - k], letters)
     sizes = dict(zip(terms[k], jnp.shape(xs[k])))
     shape = tuple(sizes[c] if c in sizes else 1 for c in letters)
-    pulled = [_from_space(a, unique[k], letters) for a in reduce_to(weight, hi, lo, reached, code, shape)]
-    if unique[k] == terms[k]:
-        return tuple(pulled)
-    on_diagonal = tuple(jnp.arange(sizes[c]).reshape([-1 if d == c else 1 for d in unique[k]]) for c in terms[k])
-    return tuple(jnp.full(jnp.shape(xs[k]), 0 if j < 2 else NO_SOURCE, a.dtype).at[on_diagonal].set(a)
-                 for j, a in enumerate(pulled))
+    top, bottom = (_from_space(a, unique[k], letters) for a in reduce_values(weight, hi, lo, reached, shape))
+    if unique[k] != terms[k]:
+        on_diagonal = tuple(jnp.arange(sizes[c]).reshape([-1 if d == c else 1 for d in unique[k]]) for c in terms[k])
+        top, bottom = (jnp.zeros(jnp.shape(xs[k]), a.dtype).at[on_diagonal].set(a) for a in (top, bottom))
+    found = edges > 0
+    source = jnp.where(found, DEFERRED, NO_SOURCE).astype(jnp.int32)
+    dtype = state[0].dtype
+    return jnp.where(found, top, 0).astype(dtype), jnp.where(found, bottom, 0).astype(dtype), source, source
+
+
+def reduce_values(w, hi, lo, reached, shape):
+    """Per element of `shape`, the max and min over its edges (w != 0, to a reached output) and
+    both tracks of w·hi and w·lo, skipping NaN products; -inf / inf where none."""
+    full = jnp.broadcast_shapes(*(jnp.shape(a) for a in (w, hi, lo, reached)))
+    extra = len(full) - len(shape)
+    axes = tuple(range(extra)) + tuple(extra + i for i, n in enumerate(shape) if n == 1 and full[extra + i] != 1)
+    # NaN is the one value that loses every comparison below: non-edges and unreached outputs become NaN
+    w = jnp.where(w == 0, jnp.nan, w)
+    hi, lo = jnp.where(reached, hi, jnp.nan), jnp.where(reached, lo, jnp.nan)
+    if axes and math.prod(full) > _SCAN_ABOVE:
+        top, bottom = _scan_values((w, hi, lo), full, axes)
+    else:
+        via = [jnp.broadcast_to(w * a, full) for a in (hi, lo)]
+        top = jnp.max(jnp.stack([jnp.where(v == v, v, -jnp.inf) for v in via]), axis=(0, *(a + 1 for a in axes)))
+        bottom = jnp.min(jnp.stack([jnp.where(v == v, v, jnp.inf) for v in via]), axis=(0, *(a + 1 for a in axes)))
+    return top.reshape(shape), bottom.reshape(shape)
+
+
+# Steps of the values-only scan run in chunks of this many, unrolled by hand in one loop body:
+# on BERT's Linear shapes 16 ran 2.5-4x faster than the argmax scan; 4 and 8 ran 3x slower
+# than 16 (XLA split the body), 32 no faster than 16 and slower to compile.
+_CHUNK = 16
+
+
+def _scan_values(arrays, full, axes):
+    """reduce_values over a large space: a lax.scan over the reduced axes (flattened), the
+    running max/min kept elementwise on the other axes; the space is never built."""
+    kept = [a for a in range(len(full)) if a not in axes]
+    steps = math.prod(full[a] for a in axes)
+    chunk = min(_CHUNK, steps)
+    padded = -(-steps // chunk) * chunk
+    fixed, scanned = {}, {}
+    for k, a in enumerate(arrays):
+        a = jnp.reshape(a, (1,) * (len(full) - jnp.ndim(a)) + jnp.shape(a))
+        if all(a.shape[i] == 1 for i in axes):
+            fixed[k] = a.reshape(tuple(a.shape[i] for i in kept))
+        else:
+            a = jnp.broadcast_to(a, tuple(full[i] if i in axes else a.shape[i] for i in range(len(full))))
+            a = jnp.transpose(a, list(axes) + kept).reshape((steps,) + tuple(a.shape[i] for i in kept))
+            a = jnp.pad(a, [(0, padded - steps)] + [(0, 0)] * len(kept), constant_values=jnp.nan)
+            scanned[k] = a.reshape((padded // chunk, chunk) + a.shape[1:])
+
+    def step(carry, sliced):
+        top, bottom = carry
+        for i in range(chunk):
+            w, hi, lo = (sliced[k][i] if k in sliced else fixed[k] for k in range(3))
+            for v in (w * hi, w * lo):  # a NaN compares False: never taken
+                top, bottom = jnp.where(v > top, v, top), jnp.where(v < bottom, v, bottom)
+        return (top, bottom), None
+
+    kept_shape = tuple(full[a] for a in kept)
+    dtype = jnp.result_type(*arrays)
+    start = (jnp.full(kept_shape, -jnp.inf, dtype), jnp.full(kept_shape, jnp.inf, dtype))
+    return jax.lax.scan(step, start, scanned)[0]
+
+
+def einsum_source(subscripts, slots, xs, state, flat_index, on_min):
+    """The source code (2·o + track) of the best edge from element `flat_index` of the operand
+    in `slots` (the max track, or the min track if `on_min`), as `einsum` ranks them: the winner
+    over every edge and track, ties to the lowest code, NO_SOURCE if none. Reads one row of
+    edges: the element's own letters are fixed. Traceable (index and track may be tracers)."""
+    terms, unique, output, letters = _layout(subscripts)
+    hi, lo, reached = (_to_space(a, output, letters) for a in state)
+    code = _to_space(jnp.arange(state[0].size, dtype=jnp.int32).reshape(state[0].shape), output, letters)
+    best = None
+    for k in slots:
+        weight = _to_space(_diagonal(xs[1 - k], terms[1 - k]), unique[1 - k], letters)
+        coords = jnp.unravel_index(flat_index, jnp.shape(xs[k]))
+        at = {}
+        on_diagonal = jnp.asarray(True)
+        for c, i, n in zip(terms[k], coords, jnp.shape(xs[k])):
+            if n > 1:  # a size-1 axis that broadcasts: the element's edges span the whole axis
+                on_diagonal &= at.setdefault(c, i) == i
+        row = [_fix(a, at, letters) for a in (weight, hi, lo, reached, code)]
+        found = _row_best(*row, on_min)
+        found = (found[0], jnp.where(on_diagonal, found[1], NO_SOURCE))
+        best = found if best is None else _better_of(best, found, on_min)
+    return best[1]
+
+
+def _fix(a, at, letters):
+    """a on the index space with the given letters fixed at (traced) indices: one row of it."""
+    for c, i in at.items():
+        axis = letters.index(c)
+        if a.shape[axis] > 1:
+            a = jax.lax.dynamic_index_in_dim(a, i, axis, keepdims=True)
+    return a
+
+
+def _row_best(w, hi, lo, reached, code, on_min):
+    """(value, code) of the best candidate among a row's edges, both tracks."""
+    full = jnp.broadcast_shapes(*(a.shape for a in (w, hi, lo, reached, code)))
+    values = jnp.stack([jnp.broadcast_to(w * hi, full).ravel(), jnp.broadcast_to(w * lo, full).ravel()])
+    codes = jnp.broadcast_to(code, full).ravel()
+    codes = jnp.stack([2 * codes, 2 * codes + 1])
+    exists = jnp.broadcast_to((w != 0) & reached, full).ravel()[None] & (values == values)
+    beats = jnp.where(on_min, -values, values)
+    rank = jnp.where(exists, beats, -jnp.inf)
+    top = jnp.max(rank)
+    ties = exists & (rank == top)
+    winner = jnp.min(jnp.where(ties, codes, jnp.iinfo(jnp.int32).max))
+    none = ~jnp.any(exists)
+    return jnp.where(none, jnp.nan, jnp.where(on_min, -top, top)), jnp.where(none, NO_SOURCE, winner)
+
+
+def _better_of(a, b, on_min):
+    take_b = better(b[0], b[1], a[0], a[1], lambda x, y: jnp.where(on_min, x < y, x > y))
+    return jnp.where(take_b, b[0], a[0]), jnp.where(take_b, b[1], a[1])
 
 
 def _diagonal(x, term):
