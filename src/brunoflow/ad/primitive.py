@@ -9,7 +9,10 @@
 * selection: the Jacobian is a 0/1 (tie-split) weight per input element that picks where a
   reduced output came from; the φ-VJP is `φ(weight) * expand(g)`.
 
-A semiring never appears here: adding one changes no op. Kernels (forward, and one fused
+Each family also gives its max-times transpose (`max_times_transposes`, the tropical rule a
+neuron-granular semiring pulls with; ad/tropical.py): the families never ask which semiring or
+map they serve, only the kernel below decides which rules to call. A semiring never appears
+here: adding one changes no op. Kernels (forward, and one fused
 backward per op that runs every requested semiring and ⊕ at once) are jitted and cached
 by (op, static params, shapes, dtypes, semirings, input layout).
 """
@@ -57,6 +60,12 @@ class Primitive:
         """For each input slot, {φ: g ↦ φ-VJP of g}; φ-VJPs are traced inside the backward kernel."""
         raise NotImplementedError
 
+    def max_times_transposes(self, xs, out, static):
+        """For each input slot, its max-times transpose (ad/tropical.py): a function of the
+        output's (hi, lo, reached) state giving (hi, lo, hi_source, lo_source) shaped like the
+        input; None for a slot without derivatives. What a neuron-granular semiring pulls with."""
+        raise NotImplementedError
+
 
 class Elementwise(Primitive):
     family = "elementwise"
@@ -69,11 +78,13 @@ class Elementwise(Primitive):
                 tables.append({})
                 continue
             shape = jnp.shape(x)
-            tables.append({phi: (lambda state, p=p, shape=shape: tropical.elementwise(p, state, shape))
-                           if phi is MAX_TIMES else
-                           (lambda g, m=phi.array(p), shape=shape: unbroadcast(m * g, shape))
-                           for phi in maps})
+            tables.append({phi: (lambda g, m=phi.array(p), shape=shape: unbroadcast(m * g, shape)) for phi in maps})
         return tables
+
+    def max_times_transposes(self, xs, out, static):
+        partials = self.rule(out, *xs, **static)
+        return [None if p is None else (lambda state, p=p, shape=jnp.shape(x): tropical.elementwise(p, state, shape))
+                for x, p in zip(xs, partials)]
 
 
 class Linear(Primitive):
@@ -104,10 +115,7 @@ class Linear(Primitive):
     def phi_vjps(self, maps, xs, out, static):
         tables = [{} for _ in xs]
         for phi in maps:
-            if phi is MAX_TIMES:
-                for k in self._slots(xs):
-                    tables[k][phi] = lambda state, k=k: self._max_times(k, xs, out, static, state)
-            elif self.contraction:
+            if self.contraction:
                 mapped = tuple(phi.array(x) for x in xs)
                 for k in range(len(xs)):
                     tables[k][phi] = (lambda g, k=k, mapped=mapped:
@@ -123,6 +131,11 @@ class Linear(Primitive):
                     else:
                         tables[k][phi] = lambda g, k=k, s=scale: s * self.rule(g, *xs, **static)[k]
         return tables
+
+    def max_times_transposes(self, xs, out, static):
+        slots = self._slots(xs)
+        return [(lambda state, k=k: self._max_times(k, xs, out, static, state)) if k in slots else None
+                for k in range(len(xs))]
 
     def _subscripts(self, xs, static):
         return static.get("subscripts") or tropical.matmul_subscripts(jnp.ndim(xs[0]), jnp.ndim(xs[1]))
@@ -168,19 +181,23 @@ class Selection(Primitive):
     def phi_vjps(self, maps, xs, out, static):
         (x,) = xs
         weight = self.rule(out, x, **static)
-        axis, keepdims, ndim = static["axis"], static["keepdims"], jnp.ndim(x)
+        return [{phi: (lambda g, m=phi.array(weight): m * _expand(g, x, static)) for phi in maps}]
+
+    def max_times_transposes(self, xs, out, static):
+        (x,) = xs
+        weight = self.rule(out, x, **static)
+        destination = _expand(jnp.arange(jnp.size(out), dtype=jnp.int32).reshape(jnp.shape(out)), x, static)
+        return [lambda state: tropical.spread(weight, destination, state)]
+
+
+def _expand(g, x, static):
+    """Transpose of a reduction of x: broadcast g back over the reduced axes."""
+    axis, ndim = static["axis"], jnp.ndim(x)
+    if not static["keepdims"]:
         reduced = tuple(range(ndim)) if axis is None else tuple(
             a % ndim for a in ((axis,) if isinstance(axis, int) else axis))
-
-        def expand(g):  # transpose of the reduction: broadcast g back over the reduced axes
-            return jnp.broadcast_to(g if keepdims else jnp.expand_dims(g, reduced), jnp.shape(x))
-
-        def max_times(state):
-            destination = expand(jnp.arange(jnp.size(out), dtype=jnp.int32).reshape(jnp.shape(out)))
-            return tropical.spread(weight, destination, state)
-
-        return [{phi: max_times if phi is MAX_TIMES else (lambda g, m=phi.array(weight): m * expand(g))
-                 for phi in maps}]
+        g = jnp.expand_dims(g, reduced)
+    return jnp.broadcast_to(g, jnp.shape(x))
 
 
 # ---------------------------------------------------------------------------------------
@@ -241,7 +258,11 @@ def backward_kernel(prim, static, semirings, groups, first, arrays):
     maps = tuple(dict.fromkeys(m for s in semirings for m in s.maps))
 
     def kernel(xs, out, up, acc, consumer):
-        tables = prim.phi_vjps(maps, xs, out, static)
+        tables = prim.phi_vjps(tuple(m for m in maps if m is not MAX_TIMES), xs, out, static)
+        if MAX_TIMES in maps:  # the tropical edge algebra is the op family's own rule, not a φ
+            for table, transpose in zip(tables, prim.max_times_transposes(xs, out, static)):
+                if transpose is not None:
+                    table[MAX_TIMES] = transpose
         results = []
         for d, slots in enumerate(groups):
             per_semiring = []
