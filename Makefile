@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 TORCH ?= torch==2.13.0
 
-.PHONY: venv install test demo bench clean
+.PHONY: venv install test fuzz demo bench clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -22,6 +22,10 @@ install: venv
 
 test: install
 	$(PY) -m pytest -q tests
+
+# The property-based engine tests with a long example budget and random seeds (make test runs a short, fixed one).
+fuzz: install
+	$(PY) -m pytest -q tests/brunoflow/test_fuzz.py --hypothesis-profile=fuzz
 
 demo: install
 	$(PY) -m bf_bert.demo

@@ -29,7 +29,7 @@ setup(
         "pyarrow>=15",
     ],
     extras_require={
-        "test": ["pytest>=8", "pandas>=2"],
+        "test": ["pytest>=8", "pandas>=2", "hypothesis>=6.100"],
         "dataframe": ["pandas>=2"],
         "bench": ["torch>=2.2,<2.15"],
     },
