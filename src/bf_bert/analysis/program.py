@@ -3,6 +3,7 @@
 `explain`, `explain_batch` and the dataset analysis call the same program. It is one
 `jax.jit` of a `jax.vmap` over sentences, built once per (architecture, quantity, contrast or
 not, semirings) and kept for the process; XLA compiles it once per (batch size, padded length).
+The exact top path (max_path) is a stage of its own, run op by op after it (see Program).
 The weights are arguments, not constants, so a second checkpoint of the same architecture (or
 the same one loaded again) reuses the compiled program, and the persistent compilation cache
 (`bf_bert.compile_cache`) serves them across processes.
@@ -13,6 +14,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 import brunoflow as bf
 from brunoflow.ad import scaled
@@ -179,9 +181,10 @@ class Output(NamedTuple):
 
 class Program:
     """One explanation step (forward, one all-semiring backprop, read-out, top path) for an
-    architecture, vmapped over sentences and, without max_path, jitted: XLA compiles it once
-    per (batch size, padded length), and the persistent compilation cache keeps it across
-    processes.
+    architecture: the semirings other than max_path as one `jax.jit` of a `jax.vmap` over
+    sentences, which XLA compiles once per (batch size, padded length) and the persistent
+    compilation cache keeps across processes; then, when max_path is asked for, the exact top
+    path as its own stage, sentence by sentence with each op's cached kernel (`_max_path_row`).
 
     Call: (params, ids, mask, token_types, positions, target_ids, contrast_ids) → Output, with
     params = [p.val for p in model.parameters()], ids/mask/token_types (B, L) int32 and
@@ -192,48 +195,57 @@ class Program:
     def __init__(self, model, quantity, has_contrast, values):
         self.quantity, self.values = quantity, values
         self.layouts = {}
-        step = self._step(model, quantity, has_contrast)
-        # With max_path the step runs sentence by sentence as each op's own cached kernel: as one
-        # program it compiles for ~40 s (MiniLM) and runs no faster, the max-times arithmetic being
-        # the cost; the per-op kernels are shared by the layers. Under vmap they ran 4x slower.
-        self._run = _row_by_row(step) if "max_path" in values else jax.jit(
-            jax.vmap(step, in_axes=(None, 0, 0, 0, 0, 0, 0)))
+        self._model, self._has_contrast = model, has_contrast
+        self._with_max_path = "max_path" in values
+        step = self._step(model, quantity, has_contrast, tuple(v for v in values if v != "max_path"))
+        self._run = jax.jit(jax.vmap(step, in_axes=(None, 0, 0, 0, 0, 0, 0)))
 
     def __call__(self, params, ids, mask, token_types, positions, target_ids, contrast_ids):
-        return self._run(params, ids, mask, token_types, positions, target_ids, contrast_ids)
+        output = self._run(params, ids, mask, token_types, positions, target_ids, contrast_ids)
+        if not self._with_max_path:
+            return output
+        rows = [self._max_path_row(params, *(np.asarray(a)[b] for a in (ids, mask, token_types, positions,
+                                                                          target_ids, contrast_ids)))
+                for b in range(len(ids))]
+        top_path, positions, values = (jnp.stack(column) for column in zip(*rows))
+        return Output(output.readout._replace(top_path=top_path), positions, values)
 
     def compiled_shapes(self):
-        """How many (batch size, padded length, dtype) variants XLA has compiled so far
-        (None for a max_path program, which runs op by op)."""
-        return self._run._cache_size() if hasattr(self._run, "_cache_size") else None
+        """How many (batch size, padded length, dtype) variants XLA has compiled so far."""
+        return self._run._cache_size()
 
-    def _step(self, model, quantity, has_contrast):
+    def _step(self, model, quantity, has_contrast, values):
         from ..explain import run  # explain imports this module: resolved at build time
 
         def step(params, ids, mask, token_types, position, target_id, contrast_id):
             with model.using_parameters(params):
                 value, embeddings, hidden_states = run(model, ids[None], mask[None], token_types[None], position,
                                                        target_id, contrast_id if has_contrast else None, quantity,
-                                                       self.values)
+                                                       values)
                 readout = read_out(model, value, embeddings, hidden_states)
-                if "max_path" not in self.values:
-                    return Output(readout, jnp.zeros((0,), jnp.int32), jnp.zeros((0,), embeddings.dtype))
-                trace = _top_path(embeddings, mask)
-                self.layouts[ids.shape[0]] = PathLayout(
-                    [(n.module_path, n.op.name if n.op else "inputs_embeds", n.shape) for n in trace.nodes],
-                    [next(k for k, n in enumerate(trace.nodes) if n is h) for h in hidden_states[:-1]])
-                return Output(readout, trace.positions, trace.values)
+                return Output(readout, jnp.zeros((0,), jnp.int32), jnp.zeros((0,), embeddings.dtype))
 
         step.__name__ = step.__qualname__ = f"explain_{quantity}"
         return step
 
+    def _max_path_row(self, params, ids, mask, token_types, position, target_id, contrast_id):
+        """The exact top path of one sentence: a forward and a max_path-only backprop, op by op.
 
-def _row_by_row(step):
-    def run(params, *rows):
-        outputs = [step(params, *(r[b] for r in rows)) for b in range(len(rows[0]))]
-        return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *outputs)
-
-    return run
+        As one XLA program MiniLM's max_path step compiles for ~50 s (the six layers' max-times
+        code is not shared) and runs ~0.6 s at 128 tokens; op by op, the layers share their
+        kernels, which also serve every later length's walk and are cached on disk."""
+        from ..explain import run
+        model = self._model
+        with model.using_parameters(params):
+            _, embeddings, hidden_states = run(model, ids[None], mask[None], token_types[None], int(position),
+                                               int(target_id), int(contrast_id) if self._has_contrast else None,
+                                               self.quantity, ("max_path",))
+            top_path = embeddings.max_path_of_output_wrt_node[0][0].max(-1)
+            trace = _top_path(embeddings, mask)
+            self.layouts[len(ids)] = PathLayout(
+                [(n.module_path, n.op.name if n.op else "inputs_embeds", n.shape) for n in trace.nodes],
+                [next(k for k, n in enumerate(trace.nodes) if n is h) for h in hidden_states[:-1]])
+        return top_path, trace.positions, trace.values
 
 
 def _top_path(embeddings, mask):
