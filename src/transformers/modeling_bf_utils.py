@@ -210,6 +210,18 @@ class BFPreTrainedModel(Network):
 
     # -- conveniences users of HF models reach for ------------------------------------------
     @property
+    def hf_device_map(self):
+        """Refused with a pointer to what runs a BF model: transformers' `Pipeline` reads this first
+        (before `device`, `to()`, torch tensors), and so do its other torch-only tools.
+
+        transformers offers no hook that gives a model instance its own pipeline class for a built-in
+        task: re-registering "fill-mask" would replace it for every torch model in the process.
+        """
+        raise TypeError(f"{type(self).__name__} is a brunoflow (JAX) model, which transformers' pipeline() and its "
+                        "other torch tools cannot run; use bf_bert.fill_mask.bf_pipeline('fill-mask', model=model, "
+                        "tokenizer=tokenizer): same call, same output format")
+
+    @property
     def dtype(self):
         return next(self.parameters()).dtype
 
