@@ -106,11 +106,9 @@ def _in_hub_cache(repo_id):
 
 
 def _load(source, options, dtype):
-    from transformers import AutoTokenizer
-
-    from .fill_mask import load_masked_lm
+    from .fill_mask import load_masked_lm, load_tokenizer
     try:
-        return load_masked_lm(source, dtype=dtype, **options), AutoTokenizer.from_pretrained(source, **options)
+        return load_masked_lm(source, dtype=dtype, **options), load_tokenizer(source, **options)
     except (OSError, ValueError, TypeError) as err:
         message = str(err).splitlines()[0]
         raise UsageError(message if repr(source) in message else f"cannot load model {source!r}: {message}") from err

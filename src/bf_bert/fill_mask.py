@@ -223,10 +223,38 @@ def bf_pipeline(task, model=None, tokenizer=None, **kwargs):
     elif tokenizer is None:
         tokenizer = model.name_or_path if os.path.isdir(getattr(model, "name_or_path", "") or "") else None
     if isinstance(tokenizer, (str, os.PathLike)):
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(tokenizer)
+        tokenizer = load_tokenizer(tokenizer)
     return BFFillMaskPipeline(model, tokenizer, **kwargs)
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model",
+                   "sentencepiece.bpe.model", "tokenizer.model")
+
+
+def load_tokenizer(name_or_path, **from_pretrained_kwargs):
+    """`AutoTokenizer.from_pretrained`, but a folder (or cached hub id) without tokenizer files is an OSError.
+
+    transformers would build a tokenizer from config.json alone, whose vocabulary holds only the
+    special tokens: every word would read as [UNK]. A file it cannot parse is an OSError naming the folder.
+    """
+    from transformers import AutoTokenizer
+    from transformers.bf_checkpoint_io import check_readable
+    from transformers.utils import cached_file
+
+    if os.path.isdir(name_or_path):
+        check_readable(name_or_path)
+    hub = {k: v for k, v in from_pretrained_kwargs.items() if k in ("local_files_only", "cache_dir", "revision")}
+    found = [name for name in TOKENIZER_FILES
+             if cached_file(name_or_path, name, _raise_exceptions_for_missing_entries=False,
+                            _raise_exceptions_for_connection_errors=False, **hub) is not None]
+    if not found:
+        raise OSError(f"no tokenizer in {str(name_or_path)!r} (looked for {', '.join(TOKENIZER_FILES)}): save the "
+                      "tokenizer next to the model (tokenizer.save_pretrained(folder)), or pass tokenizer=")
+    try:
+        return AutoTokenizer.from_pretrained(name_or_path, **from_pretrained_kwargs)
+    except Exception as err:  # the tokenizers library raises its own exception types for unreadable files
+        raise OSError(f"cannot load the tokenizer in {str(name_or_path)!r} ({str(err).splitlines()[0]}): its files "
+                      f"({', '.join(found)}) are damaged or incomplete; save the tokenizer again") from err
 
 
 def load_masked_lm(name_or_path, dtype=None, **from_pretrained_kwargs):

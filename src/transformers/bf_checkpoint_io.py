@@ -16,6 +16,17 @@ TORCH_WEIGHTS, TORCH_INDEX = "pytorch_model.bin", "pytorch_model.bin.index.json"
 _SEARCH_ORDER = (SAFE_WEIGHTS, SAFE_INDEX, TORCH_WEIGHTS, TORCH_INDEX)
 
 
+def check_readable(path):
+    """A PermissionError naming `path` if it exists but this process may not read it (or list it, for a
+    folder): otherwise an unlistable folder reads as an empty one and an unreadable file as a corrupt one."""
+    if not os.path.exists(path):
+        return
+    mode = os.R_OK | (os.X_OK if os.path.isdir(path) else 0)
+    if not os.access(path, mode):
+        raise PermissionError(f"{path}: permission denied (this process may not read it); fix its permissions "
+                              "(e.g. chmod -R a+rX) or copy the checkpoint somewhere readable")
+
+
 def _find(name_or_path, filename, hub):
     return cached_file(name_or_path, filename, _raise_exceptions_for_missing_entries=False,
                        _raise_exceptions_for_connection_errors=False, **hub)
@@ -23,6 +34,8 @@ def _find(name_or_path, filename, hub):
 
 def resolve_checkpoint_files(name_or_path, hub):
     """The weight files of a folder or cached hub repo, safetensors first; shards via their index."""
+    if os.path.isdir(name_or_path):
+        check_readable(name_or_path)
     for filename in _SEARCH_ORDER:
         path = _find(name_or_path, filename, hub)
         if path is None:
@@ -51,6 +64,7 @@ def resolve_checkpoint_files(name_or_path, hub):
 
 def read_checkpoint(path):
     """name → numpy array (bfloat16 stays ml_dtypes.bfloat16; callers cast)."""
+    check_readable(path)  # else reported as a corrupt file
     if path.endswith(".safetensors"):
         return _read_safetensors(path)
     return _read_torch_pickle(path)

@@ -33,7 +33,9 @@ class BFBaseModelOutputWithPoolingAndCrossAttentions(BFModelOutput):
     pooler_output: Node (B, H), tanh(dense(first token)); None without a pooler.
     hidden_states: tuple of L + 1 Nodes (B, S, H): the embeddings, then each layer's output.
     attentions: tuple of L Nodes (B, N, S, S): each layer's attention probabilities.
-    cache, cross_attentions: always None (BERT as an encoder). transformers 5 calls the field
+    cross_attentions: () with output_attentions (an encoder has no cross-attention layers), as
+    torch's BertModel; else None.
+    cache: always None (BERT as an encoder). transformers 5 calls the field
     `cache` as its own BertModel output does; the old name `past_key_values` still reads it,
     but setting or reading that name logs a deprecation warning.
     """
@@ -43,7 +45,7 @@ class BFBaseModelOutputWithPoolingAndCrossAttentions(BFModelOutput):
     hidden_states: tuple[Node, ...] | None = None
     cache: None = None
     attentions: tuple[Node, ...] | None = None
-    cross_attentions: None = None
+    cross_attentions: tuple[()] | None = None
 
 
 @dataclass

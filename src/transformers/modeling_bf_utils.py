@@ -23,12 +23,13 @@ from brunoflow.net import Embedding, LayerNorm, Linear, Network, skip_init
 from transformers import AutoConfig, PretrainedConfig
 from transformers.utils import logging
 
-from .bf_checkpoint_io import read_checkpoint, resolve_checkpoint_files, write_checkpoint
+from .bf_checkpoint_io import check_readable, read_checkpoint, resolve_checkpoint_files, write_checkpoint
 from .modeling_bf_buckets import bucketed_forward
 
 logger = logging.get_logger(__name__)
 
 _LEGACY_SUFFIXES = ((".gamma", ".weight"), (".beta", ".bias"))  # TF-era LayerNorm names
+_FLOAT_CHECKPOINT_DTYPES = ("float16", "bfloat16", "float32", "float64")  # cast to float32/64 on load
 
 
 def _modern_name(key):
@@ -79,6 +80,9 @@ def load_config(name_or_path, hub, kwargs):
     """(config, unused kwargs) of a folder or cached hub repo, with errors that name the file and the fix."""
     subfolder = hub.get("subfolder")
     folder = os.path.join(str(name_or_path), subfolder) if subfolder else str(name_or_path)
+    if os.path.isdir(folder):
+        check_readable(folder)  # an unlistable folder would read as one without config.json
+        check_readable(os.path.join(folder, "config.json"))
     if os.path.isdir(folder) and not os.path.isfile(os.path.join(folder, "config.json")):
         raise OSError(f"{folder} has no config.json: save the model with save_pretrained (it writes config.json "
                       "next to the weights), or pass config=BertConfig.from_pretrained(...)")
@@ -88,6 +92,15 @@ def load_config(name_or_path, hub, kwargs):
         raise OSError(f"could not read config.json of {str(name_or_path)!r}: {err}\npass a folder that "
                       "save_pretrained wrote, or the id of a model already in the Hugging Face cache (download it "
                       "once where there is network, e.g. `hf download <id>`)") from err
+    except Exception as err:  # a field of the wrong type fails huggingface_hub's validation, its own error type
+        raise ValueError(f"config.json of {str(name_or_path)!r} is not a valid config "
+                         f"({str(err).splitlines()[0]}{_second_line(err)}): fix or re-save it with save_pretrained") \
+            from err
+
+
+def _second_line(err):
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return f" {lines[1]}" if len(lines) > 1 else ""
 
 
 _loading = [False]  # inside from_pretrained: post_init leaves the values to the checkpoint
@@ -210,6 +223,18 @@ class BFPreTrainedModel(Network):
 
     # -- conveniences users of HF models reach for ------------------------------------------
     @property
+    def hf_device_map(self):
+        """Refused with a pointer to what runs a BF model: transformers' `Pipeline` reads this first
+        (before `device`, `to()`, torch tensors), and so do its other torch-only tools.
+
+        transformers offers no hook that gives a model instance its own pipeline class for a built-in
+        task: re-registering "fill-mask" would replace it for every torch model in the process.
+        """
+        raise TypeError(f"{type(self).__name__} is a brunoflow (JAX) model, which transformers' pipeline() and its "
+                        "other torch tools cannot run; use bf_bert.fill_mask.bf_pipeline('fill-mask', model=model, "
+                        "tokenizer=tokenizer): same call, same output format")
+
+    @property
     def dtype(self):
         return next(self.parameters()).dtype
 
@@ -285,16 +310,24 @@ class BFPreTrainedModel(Network):
         """Match checkpoint keys to parameters, check every shape, then copy. Returns HF's loading info."""
         own = dict(self.named_parameters(remove_duplicate=False))
         matched, unexpected, mismatched = {}, [], []
+        not_float = []
         for key, value in state.items():
             key = _modern_name(key)  # as transformers, reported under its modern name too
             name = self._parameter_name_for(key, own)
             if name is None:
                 if not any(re.search(p, key) for p in self._keys_to_ignore_on_load_unexpected):
                     unexpected.append(key)
+            elif np.dtype(value.dtype).name not in _FLOAT_CHECKPOINT_DTYPES:
+                not_float.append(f"{key} ({np.dtype(value.dtype).name})")
             elif tuple(value.shape) != own[name].shape:
                 mismatched.append((name, tuple(value.shape), own[name].shape))
             else:
                 matched[name] = value
+        if not_float:  # casting would load made-up values: ints or bools are no weights of a float model
+            raise ValueError(f"{source} stores weights of {type(self).__name__} as non-float data (nothing was "
+                             f"loaded): {', '.join(not_float[:4])}{' ...' if len(not_float) > 4 else ''}; weights are "
+                             f"{'/'.join(_FLOAT_CHECKPOINT_DTYPES)}: the file is damaged or was not written for this "
+                             "model, save it again with save_pretrained")
         if not matched:
             raise ValueError(f"no parameter of {type(self).__name__} was found in {source}: it is not a checkpoint "
                              f"of this architecture (first keys: {list(state)[:3]})")
@@ -371,4 +404,4 @@ class BFPreTrainedModel(Network):
         return [jnp.asarray(row[:, None, None], self.dtype) for row in mask]
 
 
-__all__ = ["BFPreTrainedModel", "host_int_array", "load_config", "resolve_dtype"]
+__all__ = ["BFPreTrainedModel", "check_readable", "host_int_array", "load_config", "resolve_dtype"]

@@ -244,3 +244,16 @@ def test_load_masked_lm_still_logs_what_from_pretrained_logs(checkpoint, tmp_pat
         logger.removeHandler(handler)
     assert isinstance(model, BFBertForMaskedLM)
     assert [r.getMessage() for r in records if "were not used" in r.getMessage()] != []
+
+
+@pytest.mark.parametrize("task, head", [("fill-mask", "BFBertForMaskedLM"),
+                                        ("text-classification", "BFBertForSequenceClassification")])
+def test_transformers_pipeline_on_a_bf_model_is_one_error_that_names_bf_pipeline(checkpoint, task, head):
+    folder, _, tokenizer = checkpoint
+    model = getattr(transformers, head).from_pretrained(folder)
+    with pytest.raises(TypeError, match=rf"{head} is a brunoflow \(JAX\) model.*bf_pipeline\('fill-mask'") as caught:
+        transformers.pipeline(task, model=model, tokenizer=tokenizer)
+    assert caught.value.__cause__ is None and caught.value.__context__ is None
+    # what the message says to run instead does run, with the same model and tokenizer
+    if task == "fill-mask":
+        assert len(bf_pipeline("fill-mask", model=model, tokenizer=tokenizer)(ONE_MASK, top_k=2)) == 2

@@ -19,9 +19,7 @@ DEFAULT_MODEL_LABEL = "all-MiniLM-L6-v2 + top layers, MLM head trained here (emb
 
 def load_model(model=None, dtype="float32"):
     """(model, tokenizer, label) from a folder, a cached hub id, or the embedded default (None)."""
-    from transformers import AutoTokenizer
-
-    from ..fill_mask import load_masked_lm
+    from ..fill_mask import load_masked_lm, load_tokenizer
 
     if model is None:
         from ..default_model import default_model_path
@@ -30,7 +28,7 @@ def load_model(model=None, dtype="float32"):
         folder, label = model, str(model)
     # a hub id is read from the local cache only: transformers would otherwise ask the network first
     options = {} if os.path.isdir(folder) else {"local_files_only": True}
-    return (load_masked_lm(folder, dtype=dtype, **options), AutoTokenizer.from_pretrained(folder, **options),
+    return (load_masked_lm(folder, dtype=dtype, **options), load_tokenizer(folder, **options),
             label)
 
 

@@ -41,9 +41,19 @@ def dropout(x, p, key, training=True):
     return x * (keep.astype(dtype) / (1 - p))
 
 
-def embedding(ids, weight):
-    """Rows of `weight` picked by integer `ids`. Graph: one getitem (gather)."""
+def embedding(ids, weight, padding_idx=None):
+    """Rows of `weight` picked by integer `ids`. Graph: one getitem (gather).
+
+    With `padding_idx` (torch's nn.Embedding semantics): positions holding that id get the padding
+    row's current value as a constant, so the padding row gets no gradient from the lookup and no
+    semiring finds a path through it. Graph: one lookup (a gather that copies nothing at those
+    positions) and an add of that constant.
+    """
     ids = as_array(ids)
     if not jnp.issubdtype(ids.dtype, jnp.integer):
         raise TypeError(f"embedding ids must be integers, got dtype {ids.dtype}")
-    return structural.getitem(weight, ids)
+    if padding_idx is None:
+        return structural.getitem(weight, ids)
+    table = as_array(weight)
+    padding = jnp.where((ids == padding_idx)[..., None], table[padding_idx], 0).astype(table.dtype)
+    return structural.lookup(weight, ids, padding_idx) + padding

@@ -21,7 +21,7 @@ def _reduce(loss, reduction):
 def nll_loss(log_probs, target, reduction="mean", ignore_index=None):
     """−log_probs[i, target[i]] over a batch; log_probs (N, C), target (N,) integers.
 
-    Graph: one getitem (gather) and a neg, then the reduction. With `ignore_index` (torch's
+    Graph: one pick (a gather along the class axis) and a neg, then the reduction. With `ignore_index` (torch's
     −100), rows whose target is it weigh 0 and "mean" divides by the rows kept (NaN if none,
     as torch): the reduction is then a mul by constant weights and a reduce_sum, so the
     graph's shape does not depend on the labels and it runs under jax.jit.
@@ -31,10 +31,9 @@ def nll_loss(log_probs, target, reduction="mean", ignore_index=None):
         raise ValueError(f"nll_loss expects log_probs (N, C) and target (N,), got {log_probs.shape} "
                          f"and {tuple(target.shape)}")
     if ignore_index is None:
-        picked = structural.getitem(log_probs, (jnp.arange(target.shape[0]), target))
-        return _reduce(-picked, reduction)
+        return _reduce(-structural.pick(log_probs, target), reduction)
     kept = target != ignore_index
-    picked = structural.getitem(log_probs, (jnp.arange(target.shape[0]), jnp.where(kept, target, 0)))
+    picked = structural.pick(log_probs, jnp.where(kept, target, 0))
     weights = kept.astype(log_probs.dtype)
     if reduction == "mean":
         weights = weights / jnp.sum(weights)

@@ -13,10 +13,11 @@ from .module import Network, initial_value, make_key
 class Embedding(Network):
     """Lookup table, initialised N(0, 1) as torch, with the padding_idx row zeroed.
 
-    NB: differs from torch in that the padding row's gradient is not masked: masking would
-    add a node to the graph that the other semirings would see. The row starts at zero and
-    checkpoints keep it there, so forward values agree.
-    Graph: one getitem (gather) of `weight`.
+    As torch's nn.Embedding, positions holding `padding_idx` read the padding row's value but
+    give it no gradient: there the lookup copies nothing and the row's value enters as a constant,
+    so no semiring finds a path from the padding row through the lookup either.
+    Graph: one getitem (gather) of `weight`; with padding_idx, one lookup and an add of that constant
+    (`bf.func.embedding`).
     """
 
     def __init__(self, num_embeddings, embedding_dim, padding_idx=None, key=None, dtype=jnp.float32):
@@ -36,7 +37,7 @@ class Embedding(Network):
 
     def forward(self, ids):
         check_in_range(ids, self.num_embeddings, "Embedding", "ids", "num_embeddings")
-        return embedding(ids.val if isinstance(ids, Node) else ids, self.weight)
+        return embedding(ids.val if isinstance(ids, Node) else ids, self.weight, self.padding_idx)
 
     def extra_repr(self):
         pad = f", padding_idx={self.padding_idx}" if self.padding_idx is not None else ""

@@ -7,10 +7,11 @@ reduce_sum ↔ broadcast, getitem ↔ scatter-add, concat ↔ split, stack ↔ i
 
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..ad.node import Node
+from ..ad.node import Node, as_array
 from ..ad.primitive import Linear, bind, unbroadcast
 
 
@@ -125,6 +126,26 @@ _getitem = structural(
     differentiable=(0,))
 
 
+# One entry per row, picked by a class index. A padded compiled forward cuts every array made on the
+# way to the caller's positions; getitem's (arange(n), target) pair would keep the padded row numbers.
+def _pick_forward(x, indices):
+    return jnp.take_along_axis(x, indices[..., None], axis=-1)[..., 0]
+
+
+_pick = structural("pick", _pick_forward,
+                   lambda g, x, indices: (jax.vjp(lambda x: _pick_forward(x, indices), x)[1](g)[0], None),
+                   differentiable=(0,))
+
+# A row lookup whose padding_idx rows copy nothing (0 in the forward, no edge to the table): as
+# torch's nn.Embedding, the padding row gets no gradient from it, and no semiring finds a path there.
+_lookup = structural(
+    "lookup",
+    lambda table, ids, *, padding_idx: jnp.where((ids == padding_idx)[..., None], 0, table[ids]).astype(table.dtype),
+    lambda g, table, ids, *, padding_idx: (
+        jnp.zeros(jnp.shape(table), g.dtype).at[ids].add(jnp.where((ids == padding_idx)[..., None], 0, g)), None),
+    differentiable=(0,))
+
+
 def reshape(x, shape):
     shape = (shape,) if isinstance(shape, int) else tuple(int(s) for s in shape)
     return _reshape(x, shape=shape)
@@ -201,3 +222,18 @@ def getitem(x, index):
     spec, arrays = _encode_index(index)
     _check_int_bounds(tuple(jnp.shape(x.val if isinstance(x, Node) else x)), spec)
     return _getitem(x, *arrays, index=spec)
+
+
+def pick(x, indices):
+    """out[i...] = x[i..., indices[i...]]: one entry of x's last axis per position (e.g. a class's log-prob)."""
+    indices = as_array(indices)
+    if not jnp.issubdtype(indices.dtype, jnp.integer):
+        raise TypeError(f"pick: indices must be integers, got dtype {indices.dtype}")
+    if tuple(indices.shape) != tuple(jnp.shape(x.val if isinstance(x, Node) else x))[:-1]:
+        raise ValueError(f"pick: indices of shape {tuple(indices.shape)} do not match x's leading axes")
+    return _pick(x, indices)
+
+
+def lookup(table, ids, padding_idx):
+    """table[ids] for a 2-D table, with the rows of ids == padding_idx set to 0 and cut from the graph."""
+    return _lookup(table, as_array(ids), padding_idx=int(padding_idx))

@@ -102,6 +102,35 @@ def test_embedding_matches_torch_and_zeroes_the_padding_row():
     assert Embedding(10, 6, padding_idx=-1).padding_idx == 9
 
 
+def test_embedding_padding_row_gets_no_gradient_and_no_path_as_torch():
+    # torch masks the padding row's gradient; here it has no edge from the lookup at all, so every
+    # semiring sees it as a row no id picked (row 7), while its value still reaches the output
+    torch.manual_seed(3)
+    reference = torch.nn.Embedding(10, 4, padding_idx=1)
+    with torch.no_grad():
+        reference.weight[1] = 0.5  # a checkpoint may hold any padding row
+    layer = Embedding(10, 4, padding_idx=1)
+    layer.load_state_dict(reference.state_dict())
+    ids = np.array([[1, 2, 9], [0, 1, 5]])
+    weights = _randn(2, 3, 4, seed=4)
+    expected = reference(torch.from_numpy(ids))
+    (expected * torch.from_numpy(weights)).sum().backward()
+    out = layer(ids)
+    _close(out.val, expected)
+    (out * weights).sum().backprop(("grad", "entropy", "max_grad", "max_path"))
+    table = layer.weight
+    _close(table.grad, reference.weight.grad)
+    assert np.all(np.asarray(table.grad)[1] == 0)
+    for field in ("grad", "abs_val_grad", "entropy_wrt_output"):
+        np.testing.assert_array_equal(np.asarray(getattr(table, field))[1], np.asarray(getattr(table, field))[7],
+                                      err_msg=field)
+    for field in ("max_grad_of_output_wrt_node", "max_path_of_output_wrt_node"):
+        value, pointer = getattr(table, field)[0], getattr(table, field)[1]
+        np.testing.assert_array_equal(np.asarray(value)[1], np.asarray(value)[7], err_msg=field)
+        np.testing.assert_array_equal(np.asarray(pointer)[1], np.asarray(pointer)[7], err_msg=field)
+    assert np.asarray(table.abs_val_grad)[[0, 2, 5, 9]].min() > 0  # the rows looked up do have paths
+
+
 @pytest.mark.parametrize("ids", [[[0, 10]], [[-1, 3]]])
 def test_embedding_ids_out_of_range_fail_on_host(ids):
     with pytest.raises(ValueError, match=r"ids must be in \[0, 9\].*got ids in"):

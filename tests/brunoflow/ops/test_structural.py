@@ -12,6 +12,8 @@ from brunoflow import func as F
 from .._check import check_structural
 
 GATHER = np.array([0, 2, 2, 1, 0])  # repeated indices: scatter-add must accumulate
+PICKED = np.array([[2, 0], [1, 1], [0, 2]])  # one class per (row, column) of a (3, 2, 3) input
+LOOKED_UP = np.array([[0, 2, 2], [1, 3, 2]])  # 2 is the padding id; 4 is never looked up
 MASK = np.array([[True, False, True, True], [False, False, True, False], [True, True, False, True]])
 
 ROWS = [
@@ -39,6 +41,11 @@ ROWS = [
     ("getitem_gather_pairs", lambda x: x[[0, 0, 3], jnp.array([1, 1, 2])],
      lambda x: x[np.array([0, 0, 3]), np.array([1, 1, 2])], [(4, 3)]),
     ("getitem_bool_mask", lambda x: x[MASK], lambda x: x[np.nonzero(MASK)], [(3, 4)]),
+    ("pick", lambda x: F.pick(x, PICKED), lambda x: jnp.take_along_axis(x, PICKED[..., None], -1)[..., 0],
+     [(3, 2, 3)]),
+    # the padding rows copy nothing: no edge from table row 2, as from row 4 that no id picks
+    ("lookup_padding_idx", lambda x: F.lookup(x, LOOKED_UP, 2),
+     lambda x: jnp.where((LOOKED_UP == 2)[..., None], 0.0, x[LOOKED_UP]), [(5, 3)]),
     ("concat_last_axis", lambda x, y, z: F.concat([x, y, z], axis=-1),
      lambda x, y, z: jnp.concatenate([x, y, z], -1), [(2, 1), (2, 3), (2, 2)]),
     ("concat_same_input_twice", lambda x: F.concat([x, x], axis=1), lambda x: jnp.concatenate([x, x], 1), [(2, 3)]),

@@ -202,7 +202,7 @@ def test_first_forward_warns_of_no_deprecated_cache_field(tmp_path):
     # transformers 5 renamed the output field past_key_values to cache and warns, once per
     # process, whenever the old name is set or read; the once-cache is cleared so that an
     # earlier test cannot hide the warning. Fields and keys must stay torch's, in torch's order
-    # (without output_attentions: torch then adds an empty cross_attentions tuple, BF leaves it out).
+    # (test_torch_parity.py checks them for every head and output flag).
     torch_model, model = tester.build(BertModel, BFBertModel, tmp_path)
     inputs = {k: v for k, v in tester.prepare_inputs().items() if k != "labels"}
     records = []

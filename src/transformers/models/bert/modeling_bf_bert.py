@@ -249,14 +249,15 @@ class BFBertModel(BFBertPreTrainedModel):
                                            position_ids=position_ids, inputs_embeds=inputs_embeds)
         extended_mask = self.get_extended_attention_mask(_values(attention_mask), self.dtype)
         head_masks = self.get_head_mask(head_mask, config.num_hidden_layers, config.num_attention_heads)
+        output_attentions = _flag(output_attentions, config.output_attentions)
         sequence_output, hidden_states, attentions = self.encoder(
-            embedding_output, extended_mask, head_masks,
-            output_attentions=_flag(output_attentions, config.output_attentions),
+            embedding_output, extended_mask, head_masks, output_attentions=output_attentions,
             output_hidden_states=_flag(output_hidden_states, config.output_hidden_states))
         pooled_output = self.pooler(sequence_output) if self.pooler is not None else None
+        # an encoder has no cross-attention layers: torch's BertModel then returns an empty tuple
         return _pack(BFBaseModelOutputWithPoolingAndCrossAttentions(
             last_hidden_state=sequence_output, pooler_output=pooled_output, hidden_states=hidden_states,
-            attentions=attentions), return_dict, config)
+            attentions=attentions, cross_attentions=() if output_attentions else None), return_dict, config)
 
     def _check_inputs(self, input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds):
         """(batch, seq) of the inputs, after checking every rule a kernel would otherwise break silently."""
