@@ -117,17 +117,9 @@ def reduce_to(w, hi, lo, reached, code, shape):
 def _scan_reduce(arrays, full, axes):
     """Running max/min over the reduced axes (flattened, in order, so ties keep the first).
     Unreached outputs come as NaN hi/lo: they then lose like non-edges, with no mask read."""
-    kept = [a for a in range(len(full)) if a not in axes]
-    kept_shape = tuple(full[a] for a in kept)
+    kept_shape = tuple(full[a] for a in range(len(full)) if a not in axes)
     steps = math.prod(full[a] for a in axes)
-    fixed, scanned = {}, {}
-    for k, a in enumerate(arrays):
-        a = jnp.reshape(a, (1,) * (len(full) - jnp.ndim(a)) + jnp.shape(a))
-        if all(a.shape[i] == 1 for i in axes):
-            fixed[k] = a.reshape(tuple(a.shape[i] for i in kept))
-        else:
-            a = jnp.broadcast_to(a, tuple(full[i] if i in axes else a.shape[i] for i in range(len(full))))
-            scanned[k] = jnp.transpose(a, list(axes) + kept).reshape((steps,) + tuple(a.shape[i] for i in kept))
+    fixed, scanned = _scan_layout(arrays, full, axes)
 
     def step(carry, sliced):
         parts = [sliced[k] if k in sliced else fixed[k] for k in range(len(arrays))]
@@ -277,13 +269,12 @@ def reduce_values(w, hi, lo, reached, shape):
 _CHUNK = 16
 
 
-def _scan_values(arrays, full, axes):
-    """reduce_values over a large space: a lax.scan over the reduced axes (flattened), the
-    running max/min kept elementwise on the other axes; the space is never built."""
+def _scan_layout(arrays, full, axes):
+    """Arrays on a broadcast space, for a scan over its reduced axes: those without the reduced
+    axes as they are (`fixed`, broadcastable over the kept axes), the others with every reduced
+    index flattened onto a leading step axis, in order (`scanned`)."""
     kept = [a for a in range(len(full)) if a not in axes]
     steps = math.prod(full[a] for a in axes)
-    chunk = min(_CHUNK, steps)
-    padded = -(-steps // chunk) * chunk
     fixed, scanned = {}, {}
     for k, a in enumerate(arrays):
         a = jnp.reshape(a, (1,) * (len(full) - jnp.ndim(a)) + jnp.shape(a))
@@ -291,9 +282,20 @@ def _scan_values(arrays, full, axes):
             fixed[k] = a.reshape(tuple(a.shape[i] for i in kept))
         else:
             a = jnp.broadcast_to(a, tuple(full[i] if i in axes else a.shape[i] for i in range(len(full))))
-            a = jnp.transpose(a, list(axes) + kept).reshape((steps,) + tuple(a.shape[i] for i in kept))
-            a = jnp.pad(a, [(0, padded - steps)] + [(0, 0)] * len(kept), constant_values=jnp.nan)
-            scanned[k] = a.reshape((padded // chunk, chunk) + a.shape[1:])
+            scanned[k] = jnp.transpose(a, list(axes) + kept).reshape((steps,) + tuple(a.shape[i] for i in kept))
+    return fixed, scanned
+
+
+def _scan_values(arrays, full, axes):
+    """reduce_values over a large space: a lax.scan over the reduced axes (flattened), the
+    running max/min kept elementwise on the other axes; the space is never built."""
+    steps = math.prod(full[a] for a in axes)
+    chunk = min(_CHUNK, steps)
+    padded = -(-steps // chunk) * chunk
+    fixed, scanned = _scan_layout(arrays, full, axes)
+    for k, a in scanned.items():  # NaN steps pad the last chunk: a NaN product is never taken
+        a = jnp.pad(a, [(0, padded - steps)] + [(0, 0)] * (a.ndim - 1), constant_values=jnp.nan)
+        scanned[k] = a.reshape((padded // chunk, chunk) + a.shape[1:])
 
     def step(carry, sliced):
         top, bottom = carry
@@ -303,7 +305,7 @@ def _scan_values(arrays, full, axes):
                 top, bottom = jnp.where(v > top, v, top), jnp.where(v < bottom, v, bottom)
         return (top, bottom), None
 
-    kept_shape = tuple(full[a] for a in kept)
+    kept_shape = tuple(full[a] for a in range(len(full)) if a not in axes)
     dtype = jnp.result_type(*arrays)
     start = (jnp.full(kept_shape, -jnp.inf, dtype), jnp.full(kept_shape, jnp.inf, dtype))
     return jax.lax.scan(step, start, scanned)[0]
