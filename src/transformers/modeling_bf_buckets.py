@@ -23,6 +23,7 @@ import jax
 import numpy as np
 
 from brunoflow import Node
+from brunoflow.ad.node import value_of
 from brunoflow.net import compiled
 
 # Multiples of 16, measured against powers of two on 10-80 token sentences
@@ -105,7 +106,7 @@ def _padded_call(model, call, shape, padded_length):
         padded["position_ids"] = np.concatenate([positions, more.astype(positions.dtype)], axis=-1)
     embeds = call.get("inputs_embeds")
     if embeds is not None:
-        value = np.asarray(embeds.val if isinstance(embeds, Node) else embeds)
+        value = np.asarray(value_of(embeds))
         value = np.concatenate([value, np.zeros((*value.shape[:-2], extra, value.shape[-1]), value.dtype)], axis=-2)
         padded["inputs_embeds"] = Node(value) if isinstance(embeds, Node) else value
     for name, pad_value in declared.items():

@@ -17,8 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from brunoflow import Node
-from brunoflow.ad.node import as_array
+from brunoflow.ad.node import as_array, value_of
 from brunoflow.net import Embedding, LayerNorm, Linear, Network, skip_init
 from transformers import AutoConfig, PretrainedConfig
 from transformers.utils import logging
@@ -59,7 +58,7 @@ def resolve_dtype(dtype):
 
 def host_int_array(value, name, ndim=None, hint=""):
     """(host numpy copy or None when traced by jax.jit, shape) of integer ids, checked."""
-    raw = value.val if isinstance(value, Node) else value
+    raw = value_of(value)
     if isinstance(raw, jax.core.Tracer):
         values = None
         shape, dtype = tuple(raw.shape), raw.dtype
@@ -395,7 +394,7 @@ class BFPreTrainedModel(Network):
         """None, (N,) or (L, N) multipliers → one (N, 1, 1) array (or None) per layer."""
         if head_mask is None:
             return [None] * num_hidden_layers
-        mask = np.asarray(head_mask.val if isinstance(head_mask, Node) else head_mask, dtype=np.float64)
+        mask = np.asarray(value_of(head_mask), dtype=np.float64)
         if mask.ndim == 1:
             mask = np.broadcast_to(mask, (num_hidden_layers, mask.shape[0]))
         if mask.shape != (num_hidden_layers, num_heads):

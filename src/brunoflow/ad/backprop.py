@@ -10,7 +10,7 @@ import weakref
 
 import jax.numpy as jnp
 
-from .node import Node, register_semiring_fields
+from .node import Node, register_semiring_fields, value_of
 from .primitive import backward_kernel
 from .semirings import BY_NAME, resolve
 
@@ -124,7 +124,7 @@ def backprop(root, values_to_compute, save_leaf_grads_only=False, retain=None, i
             acc = [states.get(id(u)) or _initial_states(u, semirings) for u in distinct]
             first = tuple(tuple(s is None for s in a) for a in acc)
             consumer = tuple(_consumer_index(u, node) if track_parents else 0 for u in distinct)
-            xs = tuple(inp.val if isinstance(inp, Node) else inp for inp in node.inputs)
+            xs = tuple(value_of(inp) for inp in node.inputs)
             kernel = backward_kernel(node.op, node.static, semirings, groups, first, xs)
             new = kernel(xs, node.val, up, tuple(acc), consumer)
             for u, state in zip(distinct, new):

@@ -256,3 +256,8 @@ class Node:
 
 class Parameter(Node):
     """A trainable leaf of a Network."""
+
+
+def value_of(x):
+    """A Node's array, or x itself (a constant array or number): the one spelling of unwrapping."""
+    return x.val if isinstance(x, Node) else x

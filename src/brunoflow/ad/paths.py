@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .node import value_of
 from .semirings import MaxPath
 from .tropical import DEFERRED
 
@@ -34,7 +35,7 @@ class Hop(NamedTuple):
 
 
 def _jacobian_column(consumer, source, index):
-    xs = [inp.val if hasattr(inp, "val") else inp for inp in consumer.inputs]
+    xs = [value_of(inp) for inp in consumer.inputs]
     slots = [k for k, inp in enumerate(consumer.inputs) if inp is source]
     tangent = jnp.zeros(source.shape, source.dtype).at[index].set(1)
 
@@ -95,7 +96,7 @@ def source_of(node, flat_index, on_min=False):
 
 def _deferred_source(node, consumer, flat_index, on_min):
     slots = tuple(k for k, inp in enumerate(consumer.inputs) if inp is node)
-    xs = tuple(inp.val if hasattr(inp, "val") else inp for inp in consumer.inputs)
+    xs = tuple(value_of(inp) for inp in consumer.inputs)
     (hi, hi_consumer, _), (lo, _, _) = (getattr(consumer, t) for t in _TRACKS)
     if isinstance(hi, jax.core.Tracer):
         return _source_in_row(consumer.op, consumer.static, slots, xs, hi, lo, hi_consumer, flat_index, on_min)

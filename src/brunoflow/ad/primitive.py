@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import tropical
-from .node import Node, as_array
+from .node import Node, as_array, value_of
 from .tropical import MAX_TIMES
 
 
@@ -319,7 +319,7 @@ def _as_input(value):
 def bind(prim, *inputs, **static):
     """Apply a primitive: run its cached forward kernel and record the Node it makes."""
     inputs = tuple(_as_input(v) for v in inputs)
-    arrays = tuple(v.val if isinstance(v, Node) else v for v in inputs)
+    arrays = tuple(value_of(v) for v in inputs)
     try:
         val = forward_kernel(prim, arrays, static)(*arrays)
     except (TypeError, ValueError) as err:

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..ad.node import Node, Parameter
+from ..ad.node import Parameter, value_of
 from ..func import embedding
 from .ids import check_in_range
 from .module import Network, initial_value, make_key
@@ -37,7 +37,7 @@ class Embedding(Network):
 
     def forward(self, ids):
         check_in_range(ids, self.num_embeddings, "Embedding", "ids", "num_embeddings")
-        return embedding(ids.val if isinstance(ids, Node) else ids, self.weight, self.padding_idx)
+        return embedding(value_of(ids), self.weight, self.padding_idx)
 
     def extra_repr(self):
         pad = f", padding_idx={self.padding_idx}" if self.padding_idx is not None else ""

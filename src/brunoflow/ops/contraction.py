@@ -10,7 +10,7 @@ that operand first by a one-operand einsum, whose entries are all 1 (a structura
 
 import jax.numpy as jnp
 
-from ..ad.node import Node
+from ..ad.node import value_of
 from ..ad.primitive import Linear, bind
 
 
@@ -91,7 +91,7 @@ def einsum(subscripts, *operands):
     terms = inputs.split(",")
     if len(terms) != len(operands):
         raise ValueError(f"einsum: {subscripts!r} names {len(terms)} operands but {len(operands)} were given")
-    shapes = [tuple(jnp.shape(x.val if isinstance(x, Node) else x)) for x in operands]
+    shapes = [tuple(jnp.shape(value_of(x))) for x in operands]
     for term, shape in zip(terms, shapes):
         letters = len(term.replace("...", ""))
         fits = letters <= len(shape) if "..." in term else letters == len(shape)

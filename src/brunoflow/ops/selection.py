@@ -5,7 +5,7 @@ The Jacobian is a 0/1 weight per input element; the engine's φ-VJP is φ(weight
 
 import jax.numpy as jnp
 
-from ..ad.node import Node
+from ..ad.node import Node, value_of
 from ..ad.primitive import Selection, bind
 from .structural import _restore_reduced, _static_axis
 
@@ -31,8 +31,8 @@ def reduce_min(x, axis=None, keepdims=False):
 
 def argmax(x, axis=None):
     """Index of the max: not differentiable, so the result is a leaf of integers."""
-    return Node(jnp.argmax(x.val if isinstance(x, Node) else x, axis=axis))
+    return Node(jnp.argmax(value_of(x), axis=axis))
 
 
 def argmin(x, axis=None):
-    return Node(jnp.argmin(x.val if isinstance(x, Node) else x, axis=axis))
+    return Node(jnp.argmin(value_of(x), axis=axis))

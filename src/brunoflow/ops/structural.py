@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..ad.node import Node, as_array
+from ..ad.node import Node, as_array, value_of
 from ..ad.primitive import Linear, bind, unbroadcast
 
 
@@ -152,7 +152,7 @@ def reshape(x, shape):
 
 
 def transpose(x, axes=None):
-    ndim = len(jnp.shape(x.val if isinstance(x, Node) else x))
+    ndim = len(jnp.shape(value_of(x)))
     axes = tuple(reversed(range(ndim))) if axes is None else tuple(int(a) % ndim for a in axes)
     if sorted(axes) != list(range(ndim)):
         raise ValueError(f"transpose: axes {axes} are not a permutation of the {ndim} axes")
@@ -220,7 +220,7 @@ def _check_int_bounds(shape, spec):
 
 def getitem(x, index):
     spec, arrays = _encode_index(index)
-    _check_int_bounds(tuple(jnp.shape(x.val if isinstance(x, Node) else x)), spec)
+    _check_int_bounds(tuple(jnp.shape(value_of(x))), spec)
     return _getitem(x, *arrays, index=spec)
 
 
@@ -229,7 +229,7 @@ def pick(x, indices):
     indices = as_array(indices)
     if not jnp.issubdtype(indices.dtype, jnp.integer):
         raise TypeError(f"pick: indices must be integers, got dtype {indices.dtype}")
-    if tuple(indices.shape) != tuple(jnp.shape(x.val if isinstance(x, Node) else x))[:-1]:
+    if tuple(indices.shape) != tuple(jnp.shape(value_of(x)))[:-1]:
         raise ValueError(f"pick: indices of shape {tuple(indices.shape)} do not match x's leading axes")
     return _pick(x, indices)
 

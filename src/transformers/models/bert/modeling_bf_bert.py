@@ -12,7 +12,7 @@ import numpy as np
 
 from brunoflow import Node, Parameter
 from brunoflow import func as F
-from brunoflow.ad.node import as_array
+from brunoflow.ad.node import as_array, value_of
 from brunoflow.net import Dropout, Embedding, LayerNorm, Linear, ModuleList, Network
 from transformers import BertConfig
 
@@ -247,7 +247,7 @@ class BFBertModel(BFBertPreTrainedModel):
             position_ids = np.arange(seq, dtype=np.int32)[None]
         embedding_output = self.embeddings(input_ids=input_ids, token_type_ids=token_type_ids,
                                            position_ids=position_ids, inputs_embeds=inputs_embeds)
-        extended_mask = self.get_extended_attention_mask(_values(attention_mask), self.dtype)
+        extended_mask = self.get_extended_attention_mask(value_of(attention_mask), self.dtype)
         head_masks = self.get_head_mask(head_mask, config.num_hidden_layers, config.num_attention_heads)
         output_attentions = _flag(output_attentions, config.output_attentions)
         sequence_output, hidden_states, attentions = self.encoder(
@@ -270,7 +270,7 @@ class BFBertModel(BFBertPreTrainedModel):
                                         "with ids[None] for one sentence")
             _check_range(ids, "input_ids", config.vocab_size, "vocab_size")
         else:
-            shape = tuple(np.shape(_values(inputs_embeds)))
+            shape = tuple(np.shape(value_of(inputs_embeds)))
             if len(shape) != 3 or shape[2] != config.hidden_size:
                 raise ValueError(f"inputs_embeds must have shape (batch, seq, hidden_size={config.hidden_size}), "
                                  f"got {shape}")
@@ -426,7 +426,7 @@ class BFBertForMultipleChoice(BFBertPreTrainedModel):
         reference = input_ids if input_ids is not None else inputs_embeds
         if reference is None:
             raise ValueError("pass exactly one of input_ids or inputs_embeds (got neither)")
-        shape = tuple(np.shape(_values(reference)))
+        shape = tuple(np.shape(value_of(reference)))
         if len(shape) < 3:
             raise ValueError(f"multiple choice inputs must have shape (batch, num_choices, seq), got {shape}")
         num_choices = shape[1]
@@ -499,10 +499,6 @@ class BFBertForQuestionAnswering(BFBertPreTrainedModel):
 
 
 # -- small helpers the heads share ------------------------------------------------------------
-
-def _values(x):
-    return x.val if isinstance(x, Node) else x
-
 
 def _flag(value, default):
     return default if value is None else value
