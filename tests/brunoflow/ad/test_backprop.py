@@ -1,5 +1,7 @@
 """The sweep itself: depth, accumulation, memory options, and errors at the boundary."""
 
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -20,15 +22,23 @@ def _leaves(seed=0):
             bf.Node(rng.normal(size=(5, 2)).astype(np.float32)))
 
 
-def test_twenty_thousand_op_chain_backprops_without_recursion():
+def test_a_chain_deeper_than_the_recursion_limit_backprops_without_recursion():
+    """1,000 ops under a recursion limit of 200: any recursive walk of the graph (ancestors, the
+    sweep, storing fields) would raise RecursionError; a 20,000-op chain proved no more."""
     x = bf.Node(jnp.full((4,), 0.1))
     y = x
-    for i in range(20_000):
+    for i in range(1_000):
         y = bf.func.tanh(y) if i % 2 else y * 1.0001
-    y.sum().backprop()
+    root = y.sum()
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(200)
+    try:
+        root.backprop()
+    finally:
+        sys.setrecursionlimit(limit)
 
-    def chain(v):  # the same 10,000 (mul, tanh) pairs as a loop, so XLA compiles it once
-        return jax.lax.fori_loop(0, 10_000, lambda _, u: jnp.tanh(u * 1.0001), v).sum()
+    def chain(v):  # the same 500 (mul, tanh) pairs as a loop, so XLA compiles it once
+        return jax.lax.fori_loop(0, 500, lambda _, u: jnp.tanh(u * 1.0001), v).sum()
 
     expected = jax.jit(jax.grad(chain))(x.val)
     np.testing.assert_allclose(x.grad, expected, rtol=1e-5)
