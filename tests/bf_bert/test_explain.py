@@ -213,6 +213,8 @@ def test_a_second_text_of_the_same_bucket_compiles_nothing(checkpoint):
     assert explanation.top_path[0].module_path == "" and explanation.top_path[-1].op == "inputs_embeds"
     explain_batch(model, tokenizer, ["The dog [MASK] here."], target="is", contrast="are", progress=False)
     program = compiled_program(model, "logit", True, ("grad", "abs_val_grad", "entropy", "max_grad"))
+    with_top_path = compiled_program(model, "logit", True, ("grad", "abs_val_grad", "entropy", "max_grad", "max_path"))
+    assert with_top_path._run is program._run  # explain's compiled program is explain_batch's, not a second copy
     compiled = program.compiled_shapes()
     explain_batch(BFBertForMaskedLM.from_pretrained(folder), tokenizer, ["The cats by the door [MASK] there."],
                   target="is", contrast="are", progress=False)  # another text, a fresh load: the same program

@@ -197,8 +197,12 @@ class Program:
         self.layouts = {}
         self._model, self._has_contrast = model, has_contrast
         self._with_max_path = "max_path" in values
-        step = self._step(model, quantity, has_contrast, tuple(v for v in values if v != "max_path"))
-        self._run = jax.jit(jax.vmap(step, in_axes=(None, 0, 0, 0, 0, 0, 0)))
+        others = tuple(v for v in values if v != "max_path")
+        if self._with_max_path:  # the same jitted program as without the top path: compiled once for both
+            self._run = compiled_program(model, quantity, has_contrast, others)._run
+        else:
+            self._run = jax.jit(jax.vmap(self._step(model, quantity, has_contrast, others),
+                                         in_axes=(None, 0, 0, 0, 0, 0, 0)))
 
     def __call__(self, params, ids, mask, token_types, positions, target_ids, contrast_ids):
         output = self._run(params, ids, mask, token_types, positions, target_ids, contrast_ids)
