@@ -81,7 +81,7 @@ def _table(entropy_of_mdl, seeds=(0, 1, 2), tasks=6):
     for seed in seeds:
         for t in range(tasks):
             bits = 1000.0 * (t + 1) + 37 * seed
-            rows.append({"task": f"T{t}", "seed": seed, "mdl_bits": bits, "entropy": entropy_of_mdl(bits, seed),
+            rows.append({"task": f"T{t}", "family": "T", "seed": seed, "mdl_bits": bits, "entropy": entropy_of_mdl(bits, seed),
                          "val_accuracy": 1.0 if t % 2 else 0.5})
     return pd.DataFrame(rows)
 
@@ -89,8 +89,9 @@ def _table(entropy_of_mdl, seeds=(0, 1, 2), tasks=6):
 def test_statistics_on_hand_built_tables():
     rising = report.correlations(_table(lambda b, s: np.log(b) + 0.01 * s))
     assert rising["all"]["spearman"]["per_seed"] == {0: 1.0, 1: 1.0, 2: 1.0}
+    assert rising["all"]["spearman"]["seed_ci95"] == pytest.approx([0.99, 0.99])  # ±1 counts as ±0.99
     assert rising["all"]["verdict"].startswith("yes: entropy rises with MDL, strongly")
-    assert rising["learned"]["tasks"] == 3 and rising["learned"]["runs"] == 9
+    assert rising["learned"]["tasks"] == 3 and rising["learned"]["runs"] == 9 and "family T" in rising
     falling = report.correlations(_table(lambda b, s: -b))
     assert falling["all"]["verdict"].startswith("no: entropy falls as MDL rises")
     assert falling["all"]["spearman"]["task_bootstrap_ci95"] == [-1.0, -1.0]
@@ -102,6 +103,10 @@ def test_statistics_on_hand_built_tables():
     z = np.arctanh([0.5, 0.7, 0.9])
     half = 4.302652729911275 * z.std(ddof=1) / math.sqrt(3)
     np.testing.assert_allclose([mean, low, high], np.tanh([z.mean(), z.mean() - half, z.mean() + half]))
+    # every model at the uniform code: MDLs differ by noise, which is no ranking of difficulty
+    flat = _table(lambda b, s: b)
+    flat["mdl_bits"] = 3600 + flat["mdl_bits"] / 1000
+    assert report.correlations(flat)["all"]["verdict"].startswith("no difficulty ranking to test")
     one_seed = report.correlations(_table(lambda b, s: b, seeds=(0,)))
     assert one_seed["all"]["verdict"].startswith("not enough runs")
 
