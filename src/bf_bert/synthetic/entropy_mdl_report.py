@@ -26,8 +26,8 @@ BOOTSTRAP = 2000
 MIN_SPREAD = 0.01    # MDLs closer than this (relative) are noise around one codelength, not a ranking
 
 # What the paper gives for §5.3: a figure of entropy against MDL over these task families, and the
-# claim that entropy rises with difficulty; we found no correlation coefficient in its text to set
-# beside ours, so the comparison is qualitative.
+# claim that entropy rises with difficulty; this reproduction has no correlation coefficient from it
+# to set beside ours, so the comparison is qualitative.
 PAPER = {"claim": "the entropy of the gradient graph rises with task difficulty (online-code MDL)",
          "numbers": None}
 
@@ -219,8 +219,8 @@ def write_report(path, runs, correlation, settings, figure_path, command):
         "",
         "## Beside the paper", "",
         f"The paper's claim: {PAPER['claim']}. It shows this as a figure of entropy against MDL for these task "
-        "families (models that reached high accuracy); we found no correlation coefficient or table of values in "
-        "its text, so the comparison is with the direction of the trend, not with numbers. "
+        "families (models that reached high accuracy); we have no correlation coefficient or table of values from "
+        "it, so the comparison is with the direction of the trend, not with numbers. "
         f"Ours: {correlation['all']['verdict']}.", "",
         "Why ours may differ: our MDL codes a task's labels with the model's distribution over that task's own "
         "classes (the paper's code charges the first block log 36 per label whatever the task); each block is "
