@@ -81,11 +81,28 @@ def test_other_quantities_match_torch_autograd(checkpoint, quantity, contrast):
     assert explanation.top_path[-1].op == "inputs_embeds"
 
 
-def test_branch_shares_add_up_and_credit_names_real_branches(setup):
+def test_skip_share_is_the_residual_adds_mass_over_the_layer_inputs(checkpoint, setup):
+    """An independent number for the shares: the residual add's partial is 1, so the |grad| mass it
+    sends back to a layer's input is the sum of its own abs_val_grad; over the input's whole mass."""
+    tokenizer, _, folder = checkpoint
+    explanation = setup[2]
+    encoded = tokenizer(TEXT, return_tensors="np")
+    is_id, are_id = tokenizer.convert_tokens_to_ids(["is", "are"])
+    with jax.enable_x64(True):
+        model = BFBertForMaskedLM.from_pretrained(folder, dtype="float64")
+        _, _, hidden_states = run(model, encoded["input_ids"], encoded["attention_mask"], encoded["token_type_ids"],
+                                  explanation.mask_position, is_id, are_id, "logit")
+        for layer, attribution in enumerate(explanation.layers):
+            h = hidden_states[layer]
+            (residual,) = [c for c in h.get_parents()
+                           if c.module_path == f"bert.encoder.layer.{layer}.attention.output" and c.op.name == "add"]
+            skip = float(np.sum(residual.abs_val_grad)) / float(np.sum(h.abs_val_grad))
+            assert attribution.attention_share["skip"] == pytest.approx(skip, rel=1e-9)
+
+
+def test_branch_credit_names_real_branches(setup):
     _, _, explanation = setup
     for layer in explanation.layers:
-        assert sum(layer.attention_share.values()) == pytest.approx(1.0)
-        assert sum(layer.mlp_share.values()) == pytest.approx(1.0)
         assert all(v > 0 for v in layer.attention_share.values())
         assert set(layer.oplus) <= {"query", "key", "value", "skip"}
         for credit, bucket in zip(layer.bucket_sum, layer.buckets):
