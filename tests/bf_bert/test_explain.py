@@ -41,6 +41,18 @@ def setup(checkpoint):
     return tokenizer, torch_model.double().eval(), explanation
 
 
+@pytest.fixture(scope="module")
+def graph(checkpoint, setup):
+    """explain's own graph of TEXT in float64, backpropagated: (value, embeddings, hidden_states)."""
+    tokenizer, _, folder = checkpoint
+    encoded = tokenizer(TEXT, return_tensors="np")
+    is_id, are_id = tokenizer.convert_tokens_to_ids(["is", "are"])
+    with jax.enable_x64(True):
+        model = BFBertForMaskedLM.from_pretrained(folder, dtype="float64")
+        return run(model, encoded["input_ids"], encoded["attention_mask"], encoded["token_type_ids"],
+                   setup[2].mask_position, is_id, are_id, "logit")
+
+
 def test_value_and_saliency_match_torch_autograd(setup):
     tokenizer, torch_model, explanation = setup
     encoded = tokenizer(TEXT, return_tensors="pt")
@@ -81,18 +93,12 @@ def test_other_quantities_match_torch_autograd(checkpoint, quantity, contrast):
     assert explanation.top_path[-1].op == "inputs_embeds"
 
 
-def test_skip_share_is_the_residual_adds_mass_over_the_layer_inputs(checkpoint, setup):
+def test_skip_share_is_the_residual_adds_mass_over_the_layer_inputs(setup, graph):
     """An independent number for the shares: the residual add's partial is 1, so the |grad| mass it
     sends back to a layer's input is the sum of its own abs_val_grad; over the input's whole mass."""
-    tokenizer, _, folder = checkpoint
-    explanation = setup[2]
-    encoded = tokenizer(TEXT, return_tensors="np")
-    is_id, are_id = tokenizer.convert_tokens_to_ids(["is", "are"])
+    _, _, hidden_states = graph
     with jax.enable_x64(True):
-        model = BFBertForMaskedLM.from_pretrained(folder, dtype="float64")
-        _, _, hidden_states = run(model, encoded["input_ids"], encoded["attention_mask"], encoded["token_type_ids"],
-                                  explanation.mask_position, is_id, are_id, "logit")
-        for layer, attribution in enumerate(explanation.layers):
+        for layer, attribution in enumerate(setup[2].layers):
             h = hidden_states[layer]
             (residual,) = [c for c in h.get_parents()
                            if c.module_path == f"bert.encoder.layer.{layer}.attention.output" and c.op.name == "add"]
@@ -118,15 +124,10 @@ def test_top_path_runs_from_the_output_to_an_input_embedding_through_consecutive
     assert layers_seen == {"0", "1"}  # the path crosses every layer
 
 
-def test_top_path_hops_are_consecutive_and_their_partials_multiply_to_the_max(checkpoint, setup):
-    tokenizer, _, folder = checkpoint
+def test_top_path_hops_are_consecutive_and_their_partials_multiply_to_the_max(setup, graph):
     explanation = setup[2]
-    encoded = tokenizer(TEXT, return_tensors="np")
-    is_id, are_id = tokenizer.convert_tokens_to_ids(["is", "are"])
+    value, embeddings, _ = graph
     with jax.enable_x64(True):
-        model = BFBertForMaskedLM.from_pretrained(folder, dtype="float64")
-        value, embeddings, _ = run(model, encoded["input_ids"], encoded["attention_mask"], encoded["token_type_ids"],
-                                   explanation.mask_position, is_id, are_id, "logit")
         top = np.asarray(embeddings.max_path_of_output_wrt_node[0])
         walk = bf.top_path(embeddings, np.unravel_index(np.argmax(top), top.shape))
         assert walk[0].node is embeddings and walk[-1].node is value and walk[-1].value == 1.0
