@@ -15,6 +15,7 @@ setup(
     python_requires=">=3.10",
     install_requires=[
         "jax>=0.4.30,<0.11",
+        "flatbuffers>=23",  # jax.export serialisation: explanation programs kept on disk
         "numpy>=1.26,<3",
         "transformers>=5,<6",
         "safetensors>=0.4",

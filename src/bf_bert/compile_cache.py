@@ -1,4 +1,5 @@
-"""A persistent XLA compilation cache for the command line and the demo.
+"""A persistent XLA compilation cache for the command line and the demo, and the explanation
+programs kept next to it (exported, so a new process skips their trace).
 
 brunoflow compiles one small kernel per (op, shapes, semirings); the first all-semiring
 backprop of a new input shape spends most of its time there (~50 s of the demo's first run on
@@ -6,7 +7,12 @@ backprop of a new input shape spends most of its time there (~50 s of the demo's
 Only entry points turn it on; importing the library never changes a user's JAX settings.
 """
 
+import functools
+import hashlib
 import os
+import warnings
+
+import numpy as np
 
 
 def enable_compilation_cache():
@@ -24,3 +30,71 @@ def enable_compilation_cache():
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     return path
+
+
+# -- explanation programs, exported -------------------------------------------------------------
+# XLA's cache keeps what a compile made, but a new process still traces and lowers a program
+# to find its key: for the explanation program that is ~2 s of Python (the whole BF graph and
+# backprop). The lowered program itself (StableHLO, via jax.export) is kept next to it, so a
+# second process only loads it.
+
+def exported_program(jitted, args, key):
+    """`jitted` lowered for `args` as a `jax.export.Exported`: loaded from the cache folder when a
+    process wrote it for the same key, argument shapes, code and JAX, else traced and written
+    there. None when the persistent cache is off (nothing is written outside it)."""
+    import jax
+
+    folder = _programs_folder()
+    if folder is None:
+        return None
+    name = hashlib.sha256(repr((key, jax.tree.structure(args), [(np.shape(a), str(jax.numpy.result_type(a)))
+                                                                  for a in jax.tree.leaves(args)],
+                               jax.__version__, jax.default_backend(), _code_version())).encode()).hexdigest()
+    path = os.path.join(folder, name + ".exported")
+    try:
+        with open(path, "rb") as f:
+            return jax.export.deserialize(bytearray(f.read()))
+    except FileNotFoundError:
+        pass
+    except Exception as err:  # a corrupt or foreign file: trace again and replace it
+        warnings.warn(f"ignoring the unreadable cached program {path}: {err}")
+    exported = jax.export.export(jitted)(*args)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        partial = f"{path}.{os.getpid()}.tmp"
+        with open(partial, "wb") as f:
+            f.write(exported.serialize())
+        os.replace(partial, path)  # readers see a whole file or none
+    except OSError as err:
+        warnings.warn(f"could not keep the compiled program in {folder}: {err}")
+    return exported
+
+
+def _programs_folder():
+    import jax
+
+    folder = jax.config.jax_compilation_cache_dir
+    if not folder or not jax.config.jax_enable_compilation_cache:
+        return None
+    return os.path.join(folder, "bf_programs")
+
+
+@functools.cache
+def _code_version():
+    """A digest of the source a program is traced from: brunoflow, bf_bert, the transformers
+    overlay's files, and transformers' version."""
+    import transformers
+
+    import brunoflow
+
+    digest = hashlib.sha256(transformers.__version__.encode())
+    overlay = os.path.dirname(transformers.__file__)
+    files = [(package, os.path.join(root, name))
+             for package in (os.path.dirname(brunoflow.__file__), os.path.dirname(__file__))
+             for root, _, names in os.walk(package) for name in names if name.endswith(".py")]
+    files += [(overlay, os.path.join(root, name)) for root, _, names in os.walk(overlay) for name in names
+              if name.endswith(".py") and (name.startswith("modeling_bf_") or name.startswith("bf_"))]
+    for package, path in sorted(files, key=lambda pair: pair[1]):
+        with open(path, "rb") as f:  # names relative to the package: two installs of one tree agree
+            digest.update(os.path.relpath(path, os.path.dirname(package)).encode() + f.read())
+    return digest.hexdigest()

@@ -232,7 +232,7 @@ def test_a_second_text_of_the_same_bucket_compiles_nothing(checkpoint):
     explain_batch(model, tokenizer, ["The dog [MASK] here."], target="is", contrast="are", progress=False)
     program = compiled_program(model, "logit", True, ("grad", "abs_val_grad", "entropy", "max_grad"))
     with_top_path = compiled_program(model, "logit", True, ("grad", "abs_val_grad", "entropy", "max_grad", "max_path"))
-    assert with_top_path._run is program._run  # explain's compiled program is explain_batch's, not a second copy
+    assert with_top_path._jitted is program._jitted  # explain's compiled program is explain_batch's, not a second copy
     compiled = program.compiled_shapes()
     explain_batch(BFBertForMaskedLM.from_pretrained(folder), tokenizer, ["The cats by the door [MASK] there."],
                   target="is", contrast="are", progress=False)  # another text, a fresh load: the same program

@@ -10,6 +10,7 @@ the same one loaded again) reuses the compiled program, and the persistent compi
 Per-row target/contrast ids and mask positions are traced, so one program serves any words.
 """
 
+import concurrent.futures
 from typing import NamedTuple
 
 import jax
@@ -20,7 +21,9 @@ import brunoflow as bf
 from brunoflow.ad import scaled
 from brunoflow.ad.backprop import ancestors
 from brunoflow.ad.paths import trace_top_path
+from brunoflow.ad.primitive import signature
 
+from ..compile_cache import exported_program
 from ..explanation import ATTENTION_BRANCHES, MLP_BRANCHES
 
 # consumer module path, relative to its layer → the branch it is
@@ -179,6 +182,11 @@ class Output(NamedTuple):
     path_values: jax.Array
 
 
+# a program's result leaves an exported (disk-cached) program as this tree
+for _result in (Readout, Output):
+    jax.export.register_namedtuple_serialization(_result, serialized_name=f"bf_bert.{_result.__name__}")
+
+
 class Program:
     """One explanation step (forward, one all-semiring backprop, read-out, top path) for an
     architecture: the semirings other than max_path as one `jax.jit` of a `jax.vmap` over
@@ -199,24 +207,27 @@ class Program:
         self._with_max_path = "max_path" in values
         others = tuple(v for v in values if v != "max_path")
         if self._with_max_path:  # the same jitted program as without the top path: compiled once for both
-            self._run = compiled_program(model, quantity, has_contrast, others)._run
+            self._jitted = compiled_program(model, quantity, has_contrast, others)._jitted
         else:
-            self._run = jax.jit(jax.vmap(self._step(model, quantity, has_contrast, others),
-                                         in_axes=(None, 0, 0, 0, 0, 0, 0)))
+            self._jitted = _Jitted(jax.jit(jax.vmap(self._step(model, quantity, has_contrast, others),
+                                                    in_axes=(None, 0, 0, 0, 0, 0, 0))),
+                                   disk_key=(architecture(model), quantity, has_contrast, others))
 
     def __call__(self, params, ids, mask, token_types, positions, target_ids, contrast_ids):
-        output = self._run(params, ids, mask, token_types, positions, target_ids, contrast_ids)
+        args = (params, ids, mask, token_types, positions, target_ids, contrast_ids)
         if not self._with_max_path:
-            return output
-        rows = [self._max_path_row(params, *(np.asarray(a)[b] for a in (ids, mask, token_types, positions,
-                                                                          target_ids, contrast_ids)))
-                for b in range(len(ids))]
-        top_path, positions, values = (jnp.stack(column) for column in zip(*rows))
+            return self._jitted.executable(args).result()(*args)
+        # XLA compiles the program in a thread while this one runs the top-path stage, whose
+        # kernels compile (and run) here: on a new length the two compiles overlap
+        program = self._jitted.executable(args)
+        rows = [self._max_path_row(params, *(np.asarray(a)[b] for a in args[1:])) for b in range(len(ids))]
+        output = program.result()(*args)
+        top_path, positions, values = (jnp.asarray(np.stack(column)) for column in zip(*rows))
         return Output(output.readout._replace(top_path=top_path), positions, values)
 
     def compiled_shapes(self):
         """How many (batch size, padded length, dtype) variants XLA has compiled so far."""
-        return self._run._cache_size()
+        return len(self._jitted.executables)
 
     def _step(self, model, quantity, has_contrast, values):
         from ..explain import run  # explain imports this module: resolved at build time
@@ -244,19 +255,41 @@ class Program:
             _, embeddings, hidden_states = run(model, ids[None], mask[None], token_types[None], int(position),
                                                int(target_id), int(contrast_id) if self._has_contrast else None,
                                                self.quantity, ("max_path",))
-            top_path = embeddings.max_path_of_output_wrt_node[0][0].max(-1)
-            trace = _top_path(embeddings, mask)
+            best = np.asarray(embeddings.max_path_of_output_wrt_node[0])[0]  # (S, H): small, read once
+            trace = _top_path(embeddings, best, mask)
             self.layouts[len(ids)] = PathLayout(
                 [(n.module_path, n.op.name if n.op else "inputs_embeds", n.shape) for n in trace.nodes],
                 [next(k for k, n in enumerate(trace.nodes) if n is h) for h in hidden_states[:-1]])
-        return top_path, trace.positions, trace.values
+        return best.max(-1), trace.positions, trace.values
 
 
-def _top_path(embeddings, mask):
+class _Jitted:
+    """A jitted program's executables per argument signature, each compiled in a background
+    thread: a caller traces and lowers (Python, on this thread), gets a Future of the
+    executable, and may run other work while XLA compiles (it releases the GIL). With the
+    persistent cache on, the lowered program is kept there too (`compile_cache.exported_program`),
+    under `disk_key` (what the trace depends on beyond the arguments and the code)."""
+
+    _compiler = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="bf-compile")
+
+    def __init__(self, jitted, disk_key):
+        self.jitted, self.disk_key, self.executables = jitted, disk_key, {}
+
+    def executable(self, args):
+        key = (jax.tree.structure(args), signature(jax.tree.leaves(args)))
+        if key not in self.executables:
+            exported = exported_program(self.jitted, args, self.disk_key)
+            lowered = self.jitted.lower(*args) if exported is None else jax.jit(exported.call).lower(*args)
+            self.executables[key] = self._compiler.submit(lowered.compile)
+        pending = self.executables[key]
+        if pending.done() and pending.exception() is not None:  # a later call may try again
+            del self.executables[key]
+        return pending
+
+
+def _top_path(embeddings, best, mask):
     """The trace of the top path from the real token unit (not padding) whose path value is largest."""
-    hi = embeddings.max_path_of_output_wrt_node[0]
-    start = jnp.argmax(jnp.where(mask[None, :, None] > 0, hi, -jnp.inf))
-    return trace_top_path(embeddings, start)
+    return trace_top_path(embeddings, int(np.argmax(np.where(mask[:, None] > 0, best, -np.inf))))
 
 
 def architecture(model):
@@ -264,7 +297,7 @@ def architecture(model):
     parameter's shape and dtype. Two loads of one checkpoint, or two checkpoints of one
     architecture, give the same key."""
     shapes = tuple((tuple(p.shape), str(p.dtype)) for p in model.parameters())
-    return (*model.compile_key(), shapes)
+    return (*model.compile_key(), shapes, model.training)  # a training model's dropout is in its trace
 
 
 def compiled_program(model, quantity, has_contrast, values):

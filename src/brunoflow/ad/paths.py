@@ -151,13 +151,22 @@ def _walk_max_path(node, index, max_hops, track):
 
 
 def _stored(node, on_min, index):
-    """(value, consumer, source) of one element, read on the device: nodes can be large."""
+    """(value, consumer, source) of one element."""
     stored = getattr(node, _TRACKS[on_min])
     if stored is None:
         raise ValueError(f"the path leaves the retained nodes at {node!r}: retain it or backprop "
                          "without save_leaf_grads_only")
-    value, consumer, source = stored
-    return float(value[index]), int(consumer[index]), int(source[index])
+    value, consumer, source = (_element(a, index) for a in stored)
+    return float(value), int(consumer), int(source)
+
+
+def _element(array, index):
+    """One element on the host. A CPU array is read in place (no copy, no kernel: ~10 µs where
+    indexing on the device compiles a slice per shape and costs ~0.3 ms a read); elsewhere only
+    the element leaves the device, as nodes can be large."""
+    if isinstance(array, jax.Array) and all(d.platform == "cpu" for d in array.devices()):
+        return np.from_dlpack(array)[index]
+    return array[index]
 
 
 class PathTrace(NamedTuple):

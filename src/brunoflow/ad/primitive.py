@@ -224,13 +224,13 @@ _forward_cache = {}
 _backward_cache = {}
 
 
-def _signature(arrays):
+def signature(arrays):
     # Python scalars are weakly typed constants: their type is the whole signature.
     return tuple((a.shape, a.dtype) if hasattr(a, "dtype") else type(a) for a in arrays)
 
 
 def forward_kernel(prim, arrays, static):
-    key = (prim, tuple(sorted(static.items())), _signature(arrays))
+    key = (prim, tuple(sorted(static.items())), signature(arrays))
     fn = _forward_cache.get(key)
     if fn is None:
         stats.misses += 1
@@ -249,7 +249,7 @@ def backward_kernel(prim, static, semirings, groups, first, arrays):
     groups[d]: the slots distinct input d occupies (x*x uses x twice: its VJPs add up, as
     parallel edges of one op). first[d][k]: d has no state for semiring k yet, so nothing to ⊕.
     """
-    key = (prim, tuple(sorted(static.items())), semirings, groups, first, _signature(arrays))
+    key = (prim, tuple(sorted(static.items())), semirings, groups, first, signature(arrays))
     fn = _backward_cache.get(key)
     if fn is not None:
         stats.hits += 1
