@@ -6,12 +6,16 @@ node runs ONE cached jitted kernel that pulls every semiring's state to each of 
 inputs and ⊕-accumulates it there. Values stay on the device; nothing here reads them.
 """
 
+import concurrent.futures
+import os
 import weakref
 
+import jax
 import jax.numpy as jnp
 
 from .node import Node, register_semiring_fields, value_of
 from .primitive import backward_kernel
+from .primitive import stats as kernel_stats
 from .semirings import BY_NAME, resolve
 
 
@@ -114,18 +118,15 @@ def backprop(root, values_to_compute, save_leaf_grads_only=False, retain=None, i
         _register_consumers(order, wanted)
     _check_accumulable(order, semirings)
     stale = _stale_fields(semirings)
+    steps = _plan(order, root, semirings, wanted, track_parents)
     states = {id(root): _seed(root, semirings)}
-    for node in order:
-        if node.op is None:
-            continue
+    for node, distinct, consumer, kernel, compiling in steps:
         up = states[id(node)]
-        distinct, groups = _distinct_inputs(node.inputs, node.op.differentiable, wanted)
-        if distinct:
+        if kernel is not None:
+            if compiling is not None:
+                compiling.result()
             acc = [states.get(id(u)) or _initial_states(u, semirings) for u in distinct]
-            first = tuple(tuple(s is None for s in a) for a in acc)
-            consumer = tuple(_consumer_index(u, node) if track_parents else 0 for u in distinct)
             xs = tuple(value_of(inp) for inp in node.inputs)
-            kernel = backward_kernel(node.op, node.static, semirings, groups, first, xs)
             new = kernel(xs, node.val, up, tuple(acc), consumer)
             for u, state in zip(distinct, new):
                 states[id(u)] = state
@@ -135,6 +136,56 @@ def backprop(root, values_to_compute, save_leaf_grads_only=False, retain=None, i
     for node in order:
         if node.op is None and id(node) in states:
             _store(node, semirings, states.pop(id(node)), stale)
+
+
+def _plan(order, root, semirings, wanted, track_parents):
+    """Per op node of the sweep: (node, distinct inputs, consumer slots, kernel or None, Future or
+    None). Which inputs already hold a state at each step is fixed by the order alone, so every
+    kernel is known before the first one runs: kernels not compiled yet start compiling on
+    other cores (`_warm`) while the sweep runs the ones before them."""
+    steps, has_state, missing = [], {id(root)}, []
+    for node in order:
+        if node.op is None:
+            continue
+        distinct, groups = _distinct_inputs(node.inputs, node.op.differentiable, wanted)
+        if not distinct:
+            steps.append((node, distinct, (), None, None))
+            continue
+        first = tuple((False,) * len(semirings) if id(u) in has_state
+                      else tuple(s is None for s in _initial_states(u, semirings)) for u in distinct)
+        has_state.update(id(u) for u in distinct)
+        consumer = tuple(_consumer_index(u, node) if track_parents else 0 for u in distinct)
+        misses = kernel_stats.misses
+        kernel = backward_kernel(node.op, node.static, semirings, groups, first,
+                                 tuple(value_of(inp) for inp in node.inputs))
+        if kernel_stats.misses > misses:
+            missing.append((len(steps), first))
+        steps.append((node, distinct, consumer, kernel, None))
+    if len(missing) > 1 and _COMPILERS is not None and not isinstance(root.val, jax.core.Tracer):
+        for k, first in missing:
+            node, distinct, consumer, kernel, _ = steps[k]
+            steps[k] = (node, distinct, consumer, kernel, _COMPILERS.submit(_warm, kernel, node, distinct, first,
+                                                                            consumer, semirings))
+    return steps
+
+
+# Compiling is most of a new shape's first sweep, and XLA releases the GIL while it compiles.
+_COMPILERS = (concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count(), thread_name_prefix="bf-kernels")
+              if (os.cpu_count() or 1) > 1 else None)
+
+
+def _warm(kernel, node, distinct, first, consumer, semirings):
+    """Compile `kernel` by running it once on the node's real inputs and stand-in states (the
+    seeds: same structure, shapes and dtypes as the sweep's; None where the sweep has none yet).
+    Any error is left for the sweep's own call to raise."""
+    try:
+        stand_in = tuple(tuple(s.seed(node.val)) for s in semirings)
+        acc = tuple(tuple(None if none else tuple(s.seed(u.val)) for s, none in zip(semirings, nones))
+                    for u, nones in zip(distinct, first))
+        jax.block_until_ready(kernel(tuple(value_of(inp) for inp in node.inputs), node.val, stand_in, acc,
+                                     consumer))
+    except Exception:
+        pass
 
 
 def _seed(root, semirings):

@@ -284,9 +284,11 @@ def backward_kernel(prim, static, semirings, groups, first, arrays):
 
 def _keep_dtype(state, x):
     """Values pulled to x take x's dtype (as jax.grad's do): a float64 constant next to a
-    float32 leaf promotes the op's output, not the leaf's grad. Integer pointers stay."""
+    float32 leaf promotes the op's output, not the leaf's grad. Integer pointers keep theirs.
+    No state is weakly typed (a pointer made from the Python-int consumer slot would be): the
+    next kernel's signature, and so its compile, must not depend on how a state was made."""
     dtype = jnp.result_type(x)
-    return tuple(a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) and a.dtype != dtype else a
+    return tuple(jax.lax.convert_element_type(a, dtype if jnp.issubdtype(a.dtype, jnp.floating) else a.dtype)
                  for a in state)
 
 
