@@ -10,6 +10,7 @@ import weakref
 
 import jax.numpy as jnp
 
+from . import profile
 from .node import Node, register_semiring_fields, value_of
 from .primitive import backward_kernel
 from .semirings import BY_NAME, resolve
@@ -126,7 +127,8 @@ def backprop(root, values_to_compute, save_leaf_grads_only=False, retain=None, i
             consumer = tuple(_consumer_index(u, node) if track_parents else 0 for u in distinct)
             xs = tuple(value_of(inp) for inp in node.inputs)
             kernel = backward_kernel(node.op, node.static, semirings, groups, first, xs)
-            new = kernel(xs, node.val, up, tuple(acc), consumer)
+            args = (xs, node.val, up, tuple(acc), consumer)
+            new = kernel(*args) if profile.recording is None else profile.recording.time(node.op.name, xs, kernel, args)
             for u, state in zip(distinct, new):
                 states[id(u)] = state
         if not save_leaf_grads_only or keep(node):
