@@ -53,10 +53,11 @@ class SumProduct(Semiring):
     """A semiring that sums, over every path, the product of φ(w) along it: ⊕ is +, a pull is the
     op's φ-VJP, the seed is 1. A subclass names its φ in `maps` (an EdgeMap: how φ acts on an
     array of Jacobian entries and on a structural op's constant ones); that is the whole semiring.
+    φ belongs to the class, as semirings compare by class (the kernel cache's key).
 
-    The state is one array per field (`seed_sums` and `pull_sums` say otherwise, for a semiring
-    that carries more than one sum, as Entropy does). Sums that cancel and stay near the
-    gradient's size fit as they are; ScaledSumProduct keeps the others.
+    A node carries one sum, in one field; a semiring with several (Entropy's pair) has a field
+    per sum and says how they start and move in `seed_sums` and `pull_sums`. Sums that cancel,
+    as the gradient's do, fit the dtype as they are; ScaledSumProduct keeps the others.
     """
 
     def seed(self, y):
