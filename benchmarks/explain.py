@@ -15,7 +15,7 @@ the gradient of q with respect to the input embeddings only (no parameter gradie
 Rows, per length:
   torch fwd+bwd                  encoder + head at the mask, `torch.autograd.grad(q, inputs_embeds)`
                                  (the reference, threads = cores as bert.py), and a 1-thread variant
-  jax value_and_grad (jit)       bert.py's functional encoder from the embeddings, its MLM head on the
+  jax value_and_grad (jit)       harness.py's functional encoder from the embeddings, its MLM head on the
                                  mask row only (`jax_q` below), `jax.jit(jax.value_and_grad)`
   jax floor: fwd + 6 VJPs (jit)  the same forward and six VJPs of q (distinct cotangents) in one jit:
                                  the least work the semirings need (grad 1, |grad| and entropy 3,
@@ -49,28 +49,22 @@ resets its high-water mark (`/proc/self/clear_refs`) before a row's calls and re
 """
 
 import argparse
-import collections
 import contextlib
-import ctypes
 import functools
 import json
 import math
 import os
 import statistics
-import sys
 import tempfile
 import time
 import traceback
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bert import Worker, jax_encoder, jax_mlm_transform, machine_info, one_thread, profile_bf, rss_mb  # noqa: E402
+from harness import (CONTRAST, TARGET, Worker, jax_encoder, jax_mlm_transform, kernel_stats, load_before_timing,
+                     machine_info, one_thread, profile_step, reset_peak, round_robin, rss_mb, sentence, write_json)
 
 SEQS = (16, 128)
-TARGET, CONTRAST = "are", "is"
-# the agreement sentence: subject, a prepositional phrase repeated to the length, the masked verb
-HEAD, PHRASE, TAIL = "the keys", "to the old cabinet near the doors of the house by the river", "[MASK] on the table ."
 
 ROWS = {
     "torch": ("torch fwd+bwd", "torch fwd+bwd, 1 thread"),
@@ -83,20 +77,10 @@ TORCH_REF, TORCH_REF_1, JAX_REF, FLOOR = ROWS["torch"][0], ROWS["torch"][1], ROW
 TOLERANCES = {"float64": (1e-9, 1e-7), "float32": (1e-4, 1e-4)}  # |Δq| and gradient relative to torch
 
 
-def sentence(tokenizer, seq):
-    """An agreement sentence of exactly `seq` tokens ([CLS] and [SEP] included), one [MASK]."""
-    fill = PHRASE.split()
-    n = seq - 2 - len(HEAD.split()) - len(TAIL.split())
-    text = " ".join(HEAD.split() + [fill[k % len(fill)] for k in range(n)] + TAIL.split())
-    encoded = {k: np.asarray(v) for k, v in tokenizer(text, return_tensors="np").items()}
-    assert encoded["input_ids"].shape == (1, seq), (seq, encoded["input_ids"].shape, text)
-    return text, encoded
-
-
 # -- the pure-JAX BERT from input embeddings, head at the mask only -------------------------------
 
 def jax_q(p, embeddings, token_type_ids, attention_mask, *, pos, target, contrast, layers, heads, eps):
-    """q = logit(target) - logit(contrast) at `pos`: bert.py's encoder from the input embeddings,
+    """q = logit(target) - logit(contrast) at `pos`: harness.py's encoder from the input embeddings,
     then the MLM head on that one row (decoder tied to the word embeddings), as
     `bf_bert.explain.run` does."""
     import jax.numpy as jnp
@@ -109,17 +93,6 @@ def jax_q(p, embeddings, token_type_ids, attention_mask, *, pos, target, contras
 
 
 # -- workers -----------------------------------------------------------------------------------------
-
-def reset_peak():
-    """Hand freed heap back to the kernel (glibc keeps it otherwise, and earlier rows' garbage
-    would count), then reset the RSS high-water mark (VmHWM): the next read is this row's peak."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except OSError:
-        pass
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-
 
 def torch_worker(spec):
     import torch
@@ -316,7 +289,7 @@ def worker_main(conn, kind, spec):
                 elif command == "time":
                     conn.send(("ok", time_calls(steps[args[0]], args[1])))
                 elif command == "profile":
-                    conn.send(("ok", {label: profile_bf(steps[label], args[0]) for label in ROWS["bf"][:2]}))
+                    conn.send(("ok", {label: profile_step(steps[label], args[0]) for label in ROWS["bf"][:2]}))
     except Exception:
         conn.send(("error", traceback.format_exc()))
 
@@ -324,7 +297,7 @@ def worker_main(conn, kind, spec):
 def time_calls(step, reps, first=False):
     """reps timed calls of a step (after its `prepare`, if any, outside the timer); the peak RSS over
     them and brunoflow's kernel-cache counters. first=True: one call, returned as (seconds, extras)."""
-    stats = sys.modules["brunoflow"].kernel_stats if "brunoflow" in sys.modules else None
+    stats = kernel_stats()
     prepare = getattr(step, "prepare", None)
     if prepare is not None:
         prepare()
@@ -394,32 +367,23 @@ def run_length(seq, path, config, tokenizer, args):
         checks = {kind: w.ask("check") for kind, w in workers.items()}
         checks["bf"]["explain"] = rows[COLD].pop("explanation")
         checks = verify(checks, args.dtype)
-        samples = {label: {"times": [], "peak": [], "hits": 0, "misses": 0} for label in rows if label != COLD}
-        for r in range(args.rounds):
-            for kind, w in workers.items():
-                for label in ROWS[kind]:
-                    s = samples[label]
-                    reps = 1 if r == 0 else max(1, min(100, int(args.seconds / args.rounds / statistics.median(s["times"]))))
-                    got = w.ask("time", label, reps)
-                    s["times"] += got["times"]
-                    s["peak"].append(got["peak_rss_mb"])
-                    s["hits"] += got.get("hits", 0)
-                    s["misses"] += got.get("misses", 0)
+        answers = round_robin(list(workers.values()), ROWS, args.rounds, args.seconds)
         profile = workers["bf"].ask("profile", 2) if args.profile and seq == max(args.seqs) else None
     finally:
         for w in workers.values():
             w.close()
-    for label, s in samples.items():
-        t = s["times"]
+    for label, got in answers.items():
+        t = [x for answer in got for x in answer["times"]]
+        hits, misses = (sum(answer.get(k, 0) for answer in got) for k in ("hits", "misses"))
         row = rows[label]
         row.update(ms=1e3 * statistics.median(t), repeats=len(t), min_ms=1e3 * min(t), max_ms=1e3 * max(t),
-                   peak_rss_mb=max([row.get("peak_rss_mb", 0.0)] + s["peak"]))
+                   peak_rss_mb=max([row.get("peak_rss_mb", 0.0)] + [answer["peak_rss_mb"] for answer in got]))
         if label in ROWS["bf"]:  # brunoflow kernel cache: hit rate over the timed calls
             if "hits" in row:
                 row.update(first_call_hits=row.pop("hits"), first_call_misses=row.pop("misses"))
-            total = s["hits"] + s["misses"]
-            row.update(timed_hits=s["hits"], timed_misses=s["misses"],
-                       timed_hit_rate=s["hits"] / total if total else None, kernel_calls_per_call=total / len(t))
+            total = hits + misses
+            row.update(timed_hits=hits, timed_misses=misses,
+                       timed_hit_rate=hits / total if total else None, kernel_calls_per_call=total / len(t))
     for kind in ROWS:  # clear_refs resets ru_maxrss too: the process peak is the rows' largest
         info[kind]["peak_rss_mb_over_rows"] = max(rows[label]["peak_rss_mb"] for label in ROWS[kind] + ((COLD,) if kind == "bf" else ()))
     cold = rows[COLD]
@@ -457,7 +421,7 @@ def print_profile(seq, profile):
     for op in ops[:12]:
         a, b = nomp["backward_kernels_ms_by_op"].get(op, 0.0), full["backward_kernels_ms_by_op"][op]
         print(f"  {op:14s} {a:11.1f} {b:11.1f} {b - a:13.1f}")
-    print(f"  top kernels (op, input shapes), all VALUES ms (4 semirings ms, where in its top 12):")
+    print("  top kernels (op, input shapes), all VALUES ms (4 semirings ms, where in its top 12):")
     for k, v in list(full["top_kernels_by_op_and_input_shapes_ms"].items())[:8]:
         a = nomp["top_kernels_by_op_and_input_shapes_ms"].get(k)
         print(f"  {v:9.1f}  ({'-' if a is None else f'{a:.1f}'})  {k}")
@@ -510,9 +474,7 @@ def main():
     with open(os.path.join(path, "config.json")) as f:
         config = json.load(f)
 
-    load_before = os.getloadavg()
-    if load_before[0] > 0.5:
-        print(f"warning: load average {load_before[0]:.1f} on {os.cpu_count()} cores: timings will be noisy")
+    load_before = load_before_timing()
     started = time.perf_counter()
     results = {}
     for seq in args.seqs:
@@ -531,14 +493,12 @@ def main():
             print_profile(res["seq"], res["profile"])
 
     machine = dict(machine_info(), loadavg_before=load_before, loadavg_after=os.getloadavg(), wall_s=elapsed)
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump({"machine": machine,
-                   "settings": {"seconds_per_row": args.seconds, "rounds": args.rounds, "seqs": args.seqs,
-                                "batch": 1, "dtype": args.dtype, "quantity": f"logit({TARGET!r}) - logit({CONTRAST!r})",
-                                "model": args.model or NOTE, "model_path": path},
-                   "results": results},
-                  f, indent=2, default=lambda o: o.tolist() if isinstance(o, np.ndarray) else str(o))
+    write_json(args.out, {"machine": machine,
+                          "settings": {"seconds_per_row": args.seconds, "rounds": args.rounds, "seqs": args.seqs,
+                                       "batch": 1, "dtype": args.dtype,
+                                       "quantity": f"logit({TARGET!r}) - logit({CONTRAST!r})",
+                                       "model": args.model or NOTE, "model_path": path},
+                          "results": results})
     print(f"\nwrote {args.out} in {elapsed:.0f} s (load average before {load_before}, after {machine['loadavg_after']})")
 
 

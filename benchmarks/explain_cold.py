@@ -22,11 +22,12 @@ import datetime
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
 import time
+
+from harness import CONTRAST, TARGET, load_before_timing, peak_rss_mb, sentence, write_json
 
 SEQS = (16, 128)
 MODES = ("no disk cache", "disk cache, filling", "disk cache, second")
@@ -43,9 +44,6 @@ def child(seq, cache_dir):
     from bf_bert.default_model import default_model_path
     from bf_bert.explain import explain
 
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from explain import sentence
-
     if cache_dir:
         from bf_bert.compile_cache import enable_compilation_cache
 
@@ -60,16 +58,16 @@ def child(seq, cache_dir):
 
     bf.kernel_stats.reset()
     start = time.perf_counter()
-    first = explain(model, tokenizer, text, target="are", contrast="is")
+    first = explain(model, tokenizer, text, target=TARGET, contrast=CONTRAST)
     first_s = time.perf_counter() - start
     misses = bf.kernel_stats.misses
     other = text.replace("the keys", "the key", 1)  # same length, another sentence
     start = time.perf_counter()
-    explain(model, tokenizer, other, target="is", contrast="are")
+    explain(model, tokenizer, other, target=CONTRAST, contrast=TARGET)
     second_s = time.perf_counter() - start
     print(json.dumps({"load_s": loaded, "first_explain_s": first_s, "second_explain_s": second_s,
                       "kernel_misses": misses, "q": first.value, "top_path_hops": len(first.top_path),
-                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                      "peak_rss_mb": peak_rss_mb(),
                       "jax": jax.__version__}))
 
 
@@ -94,9 +92,7 @@ def main():
     if args.child:
         return child(args.child, args.cache)
 
-    load_before = os.getloadavg()
-    if load_before[0] > 0.5:
-        print(f"warning: load average {load_before[0]:.1f} on {os.cpu_count()} cores: timings will be noisy")
+    load_before = load_before_timing()
     results = {}
     for seq in (int(s) for s in args.seqs.split(",")):
         with tempfile.TemporaryDirectory(prefix="bf-jax-cache-") as cache:
@@ -109,9 +105,7 @@ def main():
     machine = {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
                "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                "loadavg_before": load_before, "loadavg_after": os.getloadavg()}
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump({"machine": machine, "results": results}, f, indent=2)
+    write_json(args.out, {"machine": machine, "results": results})
     print(f"wrote {args.out}")
 
 

@@ -28,19 +28,14 @@ Before timing, each worker's logits on the first sentences are compared with tor
 """
 
 import argparse
-import datetime
-import json
 import os
-import platform
 import random
 import statistics
-import sys
 import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bert import Worker  # noqa: E402
+from harness import Worker, machine_info, write_json
 
 ROWS = {"torch": "torch", "torch1": "torch, 1 thread", "eager": "bf eager", "bf16": "bf compiled, buckets of 16",
         "pow2": "bf compiled, powers of two"}
@@ -141,13 +136,6 @@ def _setup(row, n):
     return forward, encodings, info, stats
 
 
-def machine_info():
-    from importlib.metadata import version
-    return {"platform": platform.platform(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
-            **{pkg: version(pkg) for pkg in ("jax", "jaxlib", "torch", "transformers", "numpy")},
-            "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated subset of {','.join(ROWS)}")
@@ -157,7 +145,7 @@ def main():
                                                       "forward_lengths.json"))
     args = parser.parse_args()
     os.environ.pop("JAX_COMPILATION_CACHE_DIR", None)  # cold means cold: the workers inherit this
-    result = {"machine": {**machine_info(), "load_before": os.getloadavg()}, "sentences": args.sentences,
+    result = {"machine": {**machine_info(memory=False), "load_before": os.getloadavg()}, "sentences": args.sentences,
               "rounds": args.rounds, "rows": {}}
     workers = {row: Worker(row, args.sentences, serve=serve) for row in args.rows.split(",")}
     try:
@@ -182,9 +170,7 @@ def main():
             worker.close()
     result["machine"]["load_after"] = os.getloadavg()
     report(result)
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=1)
+    write_json(args.out, result, indent=1)
     print(f"wrote {args.out}")
 
 

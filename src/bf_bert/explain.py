@@ -10,6 +10,7 @@ with the read-out and the top path into one XLA program per padded length, which
 
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -117,11 +118,12 @@ def explain_one(program, model, tokenizer, text, ids, target, contrast, bucket):
     (target, target_id), (contrast, contrast_id) = target, contrast
     position = mask_position(tokenizer, ids[None], text)
     padded, mask = pad_to_bucket(ids, bucket, model.config.max_position_embeddings, tokenizer.pad_token_id or 0)
-    output = program(parameters_of(model), padded[None], mask[None], np.zeros_like(mask)[None],
-                     *(np.asarray([v], np.int32) for v in (position, target_id, contrast_id or 0)))
-    arrays = {k: np.asarray(v)[0] for k, v in output.readout._asdict().items()}
+    batch = program(parameters_of(model), padded[None], mask[None], np.zeros_like(mask)[None],
+                    *(np.asarray([v], np.int32) for v in (position, target_id, contrast_id or 0)))
+    output = jax.tree.map(lambda a: np.asarray(a)[0], batch)  # the one sentence, on the host
+    readout = output.readout
     layout = program.layouts.get(len(padded))
-    path = _path(layout, output) if layout is not None and np.shape(output.path_positions)[1] else []
+    path = _path(layout, output) if layout is not None and len(output.path_positions) else []
     layers = []
     for layer in range(model.config.num_hidden_layers):
         layer_path = f"{model.base_model_prefix}.encoder.layer.{layer}"
@@ -129,17 +131,18 @@ def explain_one(program, model, tokenizer, text, ids, target, contrast, bucket):
         for (node, hop), (_, following) in zip(path, path[1:]):
             if node == layout.layer_inputs[layer]:
                 token, branch = hop.position[1], branch_of_path(following.module_path, layer_path)
-        layers.append(layer_attribution(arrays, layer, layer_path, len(ids), top_path_token=token,
+        layers.append(layer_attribution(readout, layer, layer_path, len(ids), top_path_token=token,
                                         top_path_branch=branch))
     return Explanation(text=text, tokens=tokenizer.convert_ids_to_tokens(ids.tolist()), mask_position=position,
-                       target=target, contrast=contrast, quantity=program.quantity, value=float(arrays["value"]),
-                       tokens_attribution=token_attribution(arrays, len(ids)), layers=layers,
+                       target=target, contrast=contrast, quantity=program.quantity, value=float(readout.value),
+                       tokens_attribution=token_attribution(readout, len(ids)), layers=layers,
                        top_path=[hop for _, hop in reversed(path)])
 
 
 def _path(layout, output):
-    """[(node number in the layout, Hop)] along the top path, in creation order (embeddings first)."""
-    positions, values = np.asarray(output.path_positions)[0], np.asarray(output.path_values)[0]
+    """[(node number in the layout, Hop)] along the top path of one sentence's Output (host
+    arrays), in creation order (embeddings first)."""
+    positions, values = output.path_positions, output.path_values
     return [(k, Hop(module_path=path, op=op, value=float(values[k]),
                     position=tuple(int(i) for i in np.unravel_index(int(positions[k]), shape))))
             for k, (path, op, shape) in enumerate(layout.nodes) if positions[k] >= 0]
@@ -157,20 +160,24 @@ def pad_to_bucket(ids, bucket, limit, pad_id):
     return padded, (np.arange(length) < len(ids)).astype(np.int32)
 
 
-def token_attribution(arrays, length=None):
-    columns = {k: arrays[k][:length] for k in TokenAttribution.__dataclass_fields__ if k in arrays}
-    return TokenAttribution(log10_abs_grad=arrays["log_abs_grad"][:length] / np.log(10), **columns)
+def token_attribution(readout, length=None):
+    """The per-token columns of one sentence's Readout (host arrays), cut to its first `length` tokens."""
+    return TokenAttribution(
+        grad_norm=readout.grad_norm[:length], grad_x_input=readout.grad_x_input[:length],
+        log10_abs_grad=readout.log_abs_grad[:length] / np.log(10), entropy=readout.entropy[:length],
+        max_grad=readout.max_grad[:length], top_path=readout.top_path[:length])
 
 
-def layer_attribution(arrays, layer, module_path, length=None, top_path_token=None, top_path_branch=None):
+def layer_attribution(readout, layer, module_path, length=None, top_path_token=None, top_path_branch=None):
+    """One layer's branches from one sentence's Readout (host arrays), its first `length` tokens."""
     names = list(ATTENTION_BRANCHES) + ["other"]
-    oplus = [names[int(c)] for c in arrays["oplus"][layer][:length]]
-    buckets = [dict(zip(ATTENTION_BRANCHES, map(float, row))) for row in arrays["buckets"][layer][:length]]
+    oplus = [names[int(c)] for c in readout.oplus[layer][:length]]
+    buckets = [dict(zip(ATTENTION_BRANCHES, map(float, row))) for row in readout.buckets[layer][:length]]
     return LayerAttribution(
         layer=layer, module_path=module_path,
-        attention_share=dict(zip(ATTENTION_BRANCHES, map(float, arrays["attention_share"][layer]))),
-        attention_entropy=dict(zip(ATTENTION_BRANCHES, map(float, arrays["attention_entropy"][layer]))),
-        mlp_share=dict(zip(MLP_BRANCHES, map(float, arrays["mlp_share"][layer]))),
-        mlp_entropy=dict(zip(MLP_BRANCHES, map(float, arrays["mlp_entropy"][layer]))),
+        attention_share=dict(zip(ATTENTION_BRANCHES, map(float, readout.attention_share[layer]))),
+        attention_entropy=dict(zip(ATTENTION_BRANCHES, map(float, readout.attention_entropy[layer]))),
+        mlp_share=dict(zip(MLP_BRANCHES, map(float, readout.mlp_share[layer]))),
+        mlp_entropy=dict(zip(MLP_BRANCHES, map(float, readout.mlp_entropy[layer]))),
         oplus=oplus, bucket_sum=[max(b, key=b.__getitem__) for b in buckets], buckets=buckets,
         top_path_token=top_path_token, top_path_branch=top_path_branch)

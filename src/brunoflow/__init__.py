@@ -11,11 +11,11 @@ from .ad.flows import consumer_flows
 from .ad.paths import Hop, top_path
 from .ad.scaled import Scaled
 from .ad import (ABS, IDENTITY, NEG_XLOGX, AbsGrad, EdgeMap, Entropy, Grad, MaxPath, MaxProduct, Node, Parameter,
-                 Semiring, kernel_stats)
+                 ScaledSumProduct, Semiring, SumProduct, kernel_stats)
 
-__all__ = ["Node", "Parameter", "func", "net", "opt", "Semiring", "Grad", "AbsGrad", "Entropy",
-           "MaxProduct", "MaxPath", "EdgeMap", "IDENTITY", "ABS", "NEG_XLOGX", "kernel_stats", "top_path", "Hop",
-           "consumer_flows", "Scaled"]
+__all__ = ["Node", "Parameter", "func", "net", "opt", "Semiring", "SumProduct", "ScaledSumProduct", "Grad",
+           "AbsGrad", "Entropy", "MaxProduct", "MaxPath", "EdgeMap", "IDENTITY", "ABS", "NEG_XLOGX", "kernel_stats",
+           "top_path", "Hop", "consumer_flows", "Scaled"]
 
 
 def __getattr__(name):  # net and opt load on first use

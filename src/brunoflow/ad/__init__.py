@@ -3,4 +3,4 @@
 from .maps import ABS, IDENTITY, NEG_XLOGX, EdgeMap
 from .node import Node, Parameter
 from .primitive import stats as kernel_stats
-from .semirings import AbsGrad, Entropy, Grad, MaxPath, MaxProduct, Semiring
+from .semirings import AbsGrad, Entropy, Grad, MaxPath, MaxProduct, ScaledSumProduct, Semiring, SumProduct

@@ -13,6 +13,7 @@ import weakref
 import jax
 import jax.numpy as jnp
 
+from . import profile
 from .node import Node, register_semiring_fields, value_of
 from .primitive import backward_kernel
 from .primitive import stats as kernel_stats
@@ -127,7 +128,8 @@ def backprop(root, values_to_compute, save_leaf_grads_only=False, retain=None, i
                 compiling.result()
             acc = [states.get(id(u)) or _initial_states(u, semirings) for u in distinct]
             xs = tuple(value_of(inp) for inp in node.inputs)
-            new = kernel(xs, node.val, up, tuple(acc), consumer)
+            args = (xs, node.val, up, tuple(acc), consumer)
+            new = kernel(*args) if profile.recording is None else profile.recording.time(node.op.name, xs, kernel, args)
             for u, state in zip(distinct, new):
                 states[id(u)] = state
         if not save_leaf_grads_only or keep(node):

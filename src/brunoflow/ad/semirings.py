@@ -4,6 +4,7 @@ A semiring's state on a node is a tuple of arrays shaped like the node. `pull` m
 state of an op's output to one of its inputs, given that op's φ-VJPs (`vjp[φ](g)`, already
 summed over every slot the input occupies); `plus` is ⊕ across the op's consumers.
 `fields` are the Node attributes the state fills, and `to_fields` maps state to them.
+Semirings that sum path products (⊕ is +) are a SumProduct that names its edge map φ.
 """
 
 import jax.numpy as jnp
@@ -48,89 +49,99 @@ class Semiring:
         return type(self).__name__
 
 
-class Grad(Semiring):
+class SumProduct(Semiring):
+    """A semiring that sums, over every path, the product of φ(w) along it: ⊕ is +, a pull is the
+    op's φ-VJP, the seed is 1. A subclass names its φ in `maps` (an EdgeMap: how φ acts on an
+    array of Jacobian entries and on a structural op's constant ones); that is the whole semiring.
+    φ belongs to the class, as semirings compare by class (the kernel cache's key).
+
+    A node carries one sum, in one field; a semiring with several (Entropy's pair) has a field
+    per sum and says how they start and move in `seed_sums` and `pull_sums`. Sums that cancel,
+    as the gradient's do, fit the dtype as they are; ScaledSumProduct keeps the others.
+    """
+
+    def seed(self, y):
+        return self.seed_sums(jnp.ones_like(y))
+
+    def seed_sums(self, ones):
+        """The output's own sums, given ones shaped like it."""
+        return (ones,)
+
+    def pull(self, vjp, up, consumer):
+        return self.pull_sums(vjp, up)
+
+    def pull_sums(self, vjp, sums):
+        """The sums moved through one op; a semiring with one φ pulls each sum through it."""
+        (phi,) = self.maps
+        return tuple(vjp[phi](s) for s in sums)
+
+    def plus(self, x, y):
+        return tuple(a + b for a, b in zip(x, y))
+
+
+class ScaledSumProduct(SumProduct):
+    """A SumProduct whose sums do not cancel and outgrow the dtype (products of |w| over a deep
+    model's paths): kept scaled (ad/scaled.py), all sums of a node sharing one exponent. State
+    (*mantissas, exponent); each field is a `Scaled`."""
+
+    def seed(self, y):
+        ones, exponent = scaled.one(y)
+        return (*self.seed_sums(ones), exponent)
+
+    def pull(self, vjp, up, consumer):
+        return (*self.pull_sums(vjp, up[:-1]), up[-1])
+
+    def normalise(self, state):
+        mantissas, exponent = scaled.renormalise(state[:-1], state[-1])
+        return (*mantissas, exponent)
+
+    def plus(self, x, y):
+        exponent, rescale = scaled.align(x[-1], y[-1])
+        return (*(rescale(a, x[-1]) + rescale(b, y[-1]) for a, b in zip(x[:-1], y[:-1])), exponent)
+
+    def to_fields(self, state):
+        return tuple(scaled.Scaled(m, state[-1]) for m in state[:-1])
+
+    def from_fields(self, values):
+        first, *rest = values
+        # one sweep wrote them all at one exponent; mantissa_at only restates that
+        return (first.mantissa, *(v.mantissa_at(first.exponent) for v in rest), first.exponent)
+
+
+class Grad(SumProduct):
     """Real numbers (+, ×): the ordinary gradient; seed 1."""
 
     fields = ("grad",)
     maps = (IDENTITY,)
 
-    def seed(self, y):
-        return (jnp.ones_like(y),)
 
-    def pull(self, vjp, up, consumer):
-        return (vjp[IDENTITY](up[0]),)
-
-    def plus(self, x, y):
-        return (x[0] + y[0],)
-
-
-class AbsGrad(Semiring):
+class AbsGrad(ScaledSumProduct):
     """Non-negative reals (+, ×) over |w|: total gradient mass through a node; seed 1.
 
-    Kept scaled (ad/scaled.py): state (mantissa, exponent), stored as a `Scaled` in
-    `scaled_abs_val_grad`, read as `node.abs_val_grad` / `node.log_abs_val_grad`.
+    Stored as a `Scaled` in `scaled_abs_val_grad`, read as `node.abs_val_grad` /
+    `node.log_abs_val_grad`.
     """
 
     fields = ("scaled_abs_val_grad",)
     maps = (ABS,)
 
-    def seed(self, y):
-        return scaled.one(y)
 
-    def pull(self, vjp, up, consumer):
-        m, exponent = up
-        return vjp[ABS](m), exponent
-
-    def normalise(self, state):
-        (m,), exponent = scaled.renormalise(state[:1], state[1])
-        return m, exponent
-
-    def plus(self, x, y):
-        exponent, rescale = scaled.align(x[1], y[1])
-        return rescale(x[0], x[1]) + rescale(y[0], y[1]), exponent
-
-    def to_fields(self, state):
-        return (scaled.Scaled(*state),)
-
-    def from_fields(self, values):
-        (a,) = values
-        return a.mantissa, a.exponent
-
-
-class Entropy(Semiring):
+class Entropy(ScaledSumProduct):
     """Pairs (a, h): ⊕ adds both; edge w acts as (|w|, -|w| log|w|); seed (1, 0).
 
     After backprop, h/a + log a is the Shannon entropy of the paths to the output,
-    each path weighted ∝ its product of |w| (Node.compute_entropy). Kept scaled, a and h
-    sharing one exponent: state (a, h, exponent), stored as two `Scaled`.
+    each path weighted ∝ its product of |w| (Node.compute_entropy). Stored as two `Scaled`.
     """
 
     fields = ("scaled_abs_val_grad", "scaled_entropy_wrt_output")
     maps = (ABS, NEG_XLOGX)
 
-    def seed(self, y):
-        ones, exponent = scaled.one(y)
-        return ones, jnp.zeros_like(ones), exponent
+    def seed_sums(self, ones):
+        return ones, jnp.zeros_like(ones)
 
-    def pull(self, vjp, up, consumer):
-        a, h, exponent = up
-        return vjp[ABS](a), vjp[ABS](h) + vjp[NEG_XLOGX](a), exponent
-
-    def normalise(self, state):
-        (a, h), exponent = scaled.renormalise(state[:2], state[2])
-        return a, h, exponent
-
-    def plus(self, x, y):
-        exponent, rescale = scaled.align(x[2], y[2])
-        return rescale(x[0], x[2]) + rescale(y[0], y[2]), rescale(x[1], x[2]) + rescale(y[1], y[2]), exponent
-
-    def to_fields(self, state):
-        a, h, exponent = state
-        return scaled.Scaled(a, exponent), scaled.Scaled(h, exponent)
-
-    def from_fields(self, values):
-        a, h = values
-        return a.mantissa, h.mantissa_at(a.exponent), a.exponent  # one sweep wrote both: equal exponents
+    def pull_sums(self, vjp, sums):
+        a, h = sums
+        return vjp[ABS](a), vjp[ABS](h) + vjp[NEG_XLOGX](a)
 
 
 class MaxProduct(Semiring):

@@ -36,7 +36,7 @@ class Embedding(Network):
         self.weight = Parameter(table)
 
     def forward(self, ids):
-        check_in_range(ids, self.num_embeddings, "Embedding", "ids", "num_embeddings")
+        check_in_range(ids, self.num_embeddings, "ids", "num_embeddings", owner="Embedding")
         return embedding(value_of(ids), self.weight, self.padding_idx)
 
     def extra_repr(self):

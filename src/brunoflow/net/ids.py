@@ -18,11 +18,13 @@ def host_ids(ids):
     return np.asarray(ids)
 
 
-def check_in_range(ids, size, owner, noun, size_name):
-    """Raise a ValueError naming `owner`'s `noun` unless every concrete id is in [0, size)."""
+def check_in_range(ids, size, name, size_name, owner=None):
+    """Raise a ValueError unless every concrete id is in [0, size). The message names the ids
+    (`name`, after `owner` when given: "Embedding ids"), the range, and where the size comes from
+    (`size_name`: the constructor argument or config field)."""
     host = host_ids(ids)
-    if host is not None and host.size and np.issubdtype(host.dtype, np.integer):
+    if host is not None and host.size and host.dtype.kind in "iub":
         lo, hi = int(host.min()), int(host.max())
         if lo < 0 or hi >= size:
-            raise ValueError(f"{owner} {noun} must be in [0, {size - 1}] ({size_name}={size}), "
-                             f"got {noun} in [{lo}, {hi}]")
+            whose = f"{owner} {name}" if owner else name
+            raise ValueError(f"{whose} must be in [0, {size - 1}] ({size_name}={size}), got {name} in [{lo}, {hi}]")

@@ -45,7 +45,7 @@ class Linear(Network):
                              f"(in_features={self.in_features}), got shape {shape}")
         weight, bias = self.weight, self.bias
         if rows is not None:
-            check_in_range(rows, self.out_features, "Linear", "rows", "out_features")
+            check_in_range(rows, self.out_features, "rows", "out_features", owner="Linear")
             weight, bias = weight[rows], (bias[rows] if bias is not None else None)
         out = matmul(x, transpose(weight))
         return add(out, bias) if bias is not None else out

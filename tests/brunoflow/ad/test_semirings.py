@@ -242,6 +242,49 @@ def test_custom_log_semiring_runs_next_to_the_builtin_ones():
         assert leaf.grad is not None and leaf.abs_val_grad is None
 
 
+SQUARE = bf.EdgeMap("SQUARE", jnp.square, lambda c: float(c) ** 2)
+
+
+class SquaredPathSum(bf.SumProduct):
+    """Σ over paths of Π w²: a user's sum-product semiring is its fields and its φ."""
+
+    fields = ("squared_path_sum",)
+    maps = (SQUARE,)
+
+
+class ScaledSquaredPathSum(bf.ScaledSumProduct):
+    fields = ("scaled_squared_path_sum",)
+    maps = (SQUARE,)
+
+
+@pytest.mark.parametrize("semiring", [SquaredPathSum(), ScaledSquaredPathSum()], ids=repr)
+def test_a_users_sum_product_semiring_sums_its_own_phi_over_the_paths(semiring):
+    x0 = np.array([0.3, -0.7, 1.1], np.float32)
+    w0 = np.array([[0.5, -1.2], [2.0, 0.4], [-0.3, 0.9]], np.float32)
+    x, w = bf.Node(x0), bf.Node(w0)
+    h = F.matmul(x, w)
+    root = (F.tanh(h) + h * h).sum()  # h * h: h in both slots of one op, two parallel edges
+    # Grad first, on the same graph: the custom semiring must get kernels of its own, not these
+    root.backprop(values_to_compute=("grad",))
+    root.backprop(values_to_compute=(semiring,))
+
+    h0 = x0 @ w0
+    # x_i reaches the root through w_ij into h_j, then through tanh (1 - tanh² h_j) or twice through h·h (h_j each)
+    np.testing.assert_allclose(x.grad, w0 @ ((1 - np.tanh(h0) ** 2) + 2 * h0), rtol=1e-5)
+    np.testing.assert_allclose(x.grad, jax.grad(lambda x: jnp.sum(jnp.tanh(x @ w0) + (x @ w0) ** 2))(x0), rtol=1e-5)
+    expected = w0 ** 2 @ ((1 - np.tanh(h0) ** 2) ** 2 + 2 * h0 ** 2)
+    got = getattr(x, semiring.fields[0])
+    got = got.value() if isinstance(got, bf.Scaled) else got
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    assert not np.allclose(got, np.asarray(x.grad) ** 2, rtol=1e-2)  # a sum of squares, not the square of the sum
+
+
+def test_semirings_are_equal_by_class_so_each_gets_its_own_kernels():
+    kinds = [bf.Grad, bf.AbsGrad, bf.Entropy, bf.MaxProduct, bf.MaxPath, SquaredPathSum, ScaledSquaredPathSum]
+    assert len({k() for k in kinds}) == len(kinds)
+    assert all(k() == k() and hash(k()) == hash(k()) for k in kinds)
+
+
 @pytest.mark.parametrize("name", ["matmul_chain", "broadcasting", "tanh_mlp", "fan_out"])
 def test_max_path_running_scan_equals_the_direct_reduction(name, monkeypatch):
     """Large broadcast spaces are reduced by a lax.scan; force it on these tiny graphs."""

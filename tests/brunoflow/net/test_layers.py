@@ -8,6 +8,7 @@ import torch
 
 import brunoflow as bf
 from brunoflow.net import Dropout, Embedding, LayerNorm, Linear
+from brunoflow.net.ids import check_in_range
 
 
 def _randn(*shape, seed=0):
@@ -135,6 +136,18 @@ def test_embedding_padding_row_gets_no_gradient_and_no_path_as_torch():
 def test_embedding_ids_out_of_range_fail_on_host(ids):
     with pytest.raises(ValueError, match=r"ids must be in \[0, 9\].*got ids in"):
         Embedding(10, 4)(np.array(ids))
+
+
+def test_the_range_check_names_the_ids_their_range_and_where_the_size_comes_from():
+    with pytest.raises(ValueError) as plain:
+        check_in_range(np.array([[3, 12]]), 10, "input_ids", "vocab_size")
+    assert str(plain.value) == "input_ids must be in [0, 9] (vocab_size=10), got input_ids in [3, 12]"
+    with pytest.raises(ValueError) as owned:
+        check_in_range(torch.tensor([-1, 3]), 10, "ids", "num_embeddings", owner="Embedding")
+    assert str(owned.value) == "Embedding ids must be in [0, 9] (num_embeddings=10), got ids in [-1, 3]"
+    with pytest.raises(ValueError, match=r"got token_type_ids in \[1, 1\]"):  # booleans index as 0/1
+        check_in_range(np.array([True]), 1, "token_type_ids", "type_vocab_size")
+    check_in_range(np.array([0, 9]), 10, "ids", "num_embeddings")
 
 
 def test_embedding_skips_the_range_check_for_traced_ids():

@@ -14,6 +14,7 @@ from brunoflow import Node, Parameter
 from brunoflow import func as F
 from brunoflow.ad.node import as_array, value_of
 from brunoflow.net import Dropout, Embedding, LayerNorm, Linear, ModuleList, Network
+from brunoflow.net.ids import check_in_range
 from transformers import BertConfig
 
 from ...bf_activations import get_activation
@@ -268,7 +269,8 @@ class BFBertModel(BFBertPreTrainedModel):
         if input_ids is not None:
             ids, shape = host_int_array(input_ids, "input_ids", ndim=2, hint="(batch, seq); add a batch axis "
                                         "with ids[None] for one sentence")
-            _check_range(ids, "input_ids", config.vocab_size, "vocab_size")
+            if ids is not None:  # traced by jax.jit: no values to check
+                check_in_range(ids, config.vocab_size, "input_ids", "vocab_size")
         else:
             shape = tuple(np.shape(value_of(inputs_embeds)))
             if len(shape) != 3 or shape[2] != config.hidden_size:
@@ -287,8 +289,8 @@ class BFBertModel(BFBertPreTrainedModel):
                 values, got = host_int_array(value, name, ndim=None)
                 if got != shape and not (name == "position_ids" and got in ((1, shape[1]), (shape[1],))):
                     raise ValueError(f"{name} must have the shape of the input ids {shape}, got {got}")
-                if limit is not None:
-                    _check_range(values, name, limit, limit_name)
+                if limit is not None and values is not None:
+                    check_in_range(values, limit, name, limit_name)
         return shape
 
 
@@ -508,12 +510,6 @@ def _pack(output, return_dict, config):
     """transformers' contract: a ModelOutput, or its tuple of non-None fields when return_dict=False."""
     use_dict = config.return_dict if return_dict is None else return_dict
     return output if use_dict else output.to_tuple()
-
-
-def _check_range(values, name, limit, limit_name):
-    if values is not None and values.size and (values.min() < 0 or values.max() >= limit):
-        raise ValueError(f"{name} must be in [0, {limit - 1}] ({limit_name}={limit}), got values in "
-                         f"[{values.min()}, {values.max()}]")
 
 
 def _flatten_choices(x):
