@@ -1,9 +1,10 @@
 """A persistent XLA compilation cache for the command line and the demo, and the explanation
 programs kept next to it (exported, so a new process skips their trace).
 
-brunoflow compiles one small kernel per (op, shapes, semirings); the first all-semiring
-backprop of a new input shape spends most of its time there (~50 s of the demo's first run on
-2 cores). JAX can keep compiled programs on disk: the second run of the demo takes ~15 s.
+An explanation of a new length compiles its program and one small kernel per (op, shapes,
+semirings) of the top-path stage; that is most of a first run (the demo: 25 s on 2 cores, its
+explanation 16 s). JAX keeps what XLA compiled on disk, and the explanation programs are kept
+beside it: the demo's second run takes 10 s, its explanation 4 s.
 Only entry points turn it on; importing the library never changes a user's JAX settings.
 """
 

@@ -217,11 +217,14 @@ class Program:
         args = (params, ids, mask, token_types, positions, target_ids, contrast_ids)
         if not self._with_max_path:
             return self._jitted.executable(args).result()(*args)
-        # XLA compiles the program in a thread while this one runs the top-path stage, whose
-        # kernels compile (and run) here: on a new length the two compiles overlap
+        # A compiled program is dispatched first and runs on XLA's threads while this one runs
+        # the top-path stage; a new length's program compiles in a thread meanwhile instead, and
+        # the stage's own kernels compile here: the two compiles overlap
         program = self._jitted.executable(args)
+        output = program.result()(*args) if program.done() else None
         rows = [self._max_path_row(params, *(np.asarray(a)[b] for a in args[1:])) for b in range(len(ids))]
-        output = program.result()(*args)
+        if output is None:
+            output = program.result()(*args)
         top_path, positions, values = (jnp.asarray(np.stack(column)) for column in zip(*rows))
         return Output(output.readout._replace(top_path=top_path), positions, values)
 

@@ -254,3 +254,19 @@ def test_grads_keep_the_leaf_dtype_next_to_a_wider_constant():
             assert getattr(x, field).dtype == jnp.float32, field
         assert x.max_grad_of_output_wrt_node[0].dtype == jnp.float32
         np.testing.assert_array_equal(x.grad, [1.0, -2.0])
+
+
+def test_every_new_kernel_compiles_once_though_the_pool_compiles_it_ahead_of_the_sweep():
+    """The sweep's kernels start compiling in a thread pool on stand-in states; if those differed
+    from the sweep's own states in anything jit keys on (a weakly typed pointer, a missing state),
+    the sweep would compile each kernel a second time."""
+    from brunoflow.ad import primitive
+
+    rng = np.random.default_rng(5)
+    x, w1, w2 = (bf.Node(rng.normal(size=s).astype(np.float32)) for s in ((7, 11), (11, 13), (13, 3)))
+    root = _mlp(x, w1, w2) + (x * x).sum()  # shapes no other test uses: every kernel is new
+    before = len(primitive._backward_cache)
+    root.backprop(values_to_compute=("grad", "abs_val_grad", "entropy", "max_grad", "max_path"))
+    new = list(primitive._backward_cache.values())[before:]
+    assert len(new) > 1
+    assert [kernel._cache_size() for kernel in new] == [1] * len(new)
