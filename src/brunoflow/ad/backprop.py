@@ -164,10 +164,11 @@ def _plan(order, root, semirings, wanted, track_parents):
             missing.append((len(steps), first))
         steps.append((node, distinct, consumer, kernel, None))
     if len(missing) > 1 and _COMPILERS is not None and not isinstance(root.val, jax.core.Tracer):
+        x64 = jax.config.jax_enable_x64  # `with jax.enable_x64()` holds on this thread only
         for k, first in missing:
             node, distinct, consumer, kernel, _ = steps[k]
             steps[k] = (node, distinct, consumer, kernel, _COMPILERS.submit(_warm, kernel, node, distinct, first,
-                                                                            consumer, semirings))
+                                                                            consumer, semirings, x64))
     return steps
 
 
@@ -176,16 +177,17 @@ _COMPILERS = (concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count(), 
               if (os.cpu_count() or 1) > 1 else None)
 
 
-def _warm(kernel, node, distinct, first, consumer, semirings):
+def _warm(kernel, node, distinct, first, consumer, semirings, x64):
     """Compile `kernel` by running it once on the node's real inputs and stand-in states (the
-    seeds: same structure, shapes and dtypes as the sweep's; None where the sweep has none yet).
-    Any error is left for the sweep's own call to raise."""
+    seeds: same structure, shapes and dtypes as the sweep's; None where the sweep has none yet),
+    with the sweep's float64 setting. Any error is left for the sweep's own call to raise."""
     try:
-        stand_in = tuple(tuple(s.seed(node.val)) for s in semirings)
-        acc = tuple(tuple(None if none else tuple(s.seed(u.val)) for s, none in zip(semirings, nones))
-                    for u, nones in zip(distinct, first))
-        jax.block_until_ready(kernel(tuple(value_of(inp) for inp in node.inputs), node.val, stand_in, acc,
-                                     consumer))
+        with jax.enable_x64(x64):
+            stand_in = tuple(tuple(s.seed(node.val)) for s in semirings)
+            acc = tuple(tuple(None if none else tuple(s.seed(u.val)) for s, none in zip(semirings, nones))
+                        for u, nones in zip(distinct, first))
+            jax.block_until_ready(kernel(tuple(value_of(inp) for inp in node.inputs), node.val, stand_in, acc,
+                                         consumer))
     except Exception:
         pass
 

@@ -284,11 +284,12 @@ def backward_kernel(prim, static, semirings, groups, first, arrays):
 
 def _keep_dtype(state, x):
     """Values pulled to x take x's dtype (as jax.grad's do): a float64 constant next to a
-    float32 leaf promotes the op's output, not the leaf's grad. Integer pointers keep theirs.
-    No state is weakly typed (a pointer made from the Python-int consumer slot would be): the
-    next kernel's signature, and so its compile, must not depend on how a state was made."""
+    float32 leaf promotes the op's output, not the leaf's grad. Integer parts (pointers,
+    exponents) are int32, as the seeds make them, and no part is weakly typed (a pointer made
+    from the Python-int consumer slot would be int64 and weak under x64): the next kernel's
+    signature, and so its compile, must not depend on how a state was made."""
     dtype = jnp.result_type(x)
-    return tuple(jax.lax.convert_element_type(a, dtype if jnp.issubdtype(a.dtype, jnp.floating) else a.dtype)
+    return tuple(jax.lax.convert_element_type(a, dtype if jnp.issubdtype(a.dtype, jnp.floating) else jnp.int32)
                  for a in state)
 
 

@@ -256,17 +256,22 @@ def test_grads_keep_the_leaf_dtype_next_to_a_wider_constant():
         np.testing.assert_array_equal(x.grad, [1.0, -2.0])
 
 
-def test_every_new_kernel_compiles_once_though_the_pool_compiles_it_ahead_of_the_sweep():
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_every_new_kernel_compiles_once_though_the_pool_compiles_it_ahead_of_the_sweep(dtype):
     """The sweep's kernels start compiling in a thread pool on stand-in states; if those differed
-    from the sweep's own states in anything jit keys on (a weakly typed pointer, a missing state),
-    the sweep would compile each kernel a second time."""
+    from the sweep's own in anything jit keys on (a weakly typed pointer, a missing state, the
+    float64 setting, which `jax.enable_x64` makes per thread), the sweep would compile each kernel
+    a second time."""
     from brunoflow.ad import primitive
 
     rng = np.random.default_rng(5)
-    x, w1, w2 = (bf.Node(rng.normal(size=s).astype(np.float32)) for s in ((7, 11), (11, 13), (13, 3)))
-    root = _mlp(x, w1, w2) + (x * x).sum()  # shapes no other test uses: every kernel is new
-    before = len(primitive._backward_cache)
-    root.backprop(values_to_compute=("grad", "abs_val_grad", "entropy", "max_grad", "max_path"))
+    shapes = ((7, 11), (11, 13), (13, 3)) if dtype == "float32" else ((6, 10), (10, 12), (12, 3))  # new kernels
+    with jax.enable_x64(dtype == "float64"):
+        x, w1, w2 = (bf.Node(rng.normal(size=s).astype(dtype)) for s in shapes)
+        root = _mlp(x, w1, w2) + (x * x).sum()
+        before = len(primitive._backward_cache)
+        root.backprop(values_to_compute=("grad", "abs_val_grad", "entropy", "max_grad", "max_path"))
+        assert root.val.dtype == dtype
     new = list(primitive._backward_cache.values())[before:]
     assert len(new) > 1
     assert [kernel._cache_size() for kernel in new] == [1] * len(new)
