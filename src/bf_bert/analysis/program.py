@@ -283,19 +283,22 @@ class _Jitted:
         if key not in self.executables:
             exported = exported_program(self.jitted, args, self.disk_key)
             lowered = self.jitted.lower(*args) if exported is None else jax.jit(exported.call).lower(*args)
-            self.executables[key] = self._compiler.submit(_compile_and_run_once, lowered, args)
+            self.executables[key] = self._compiler.submit(_compile_and_run_once, lowered, args,
+                                                          jax.config.jax_enable_x64)
         pending = self.executables[key]
         if pending.done() and pending.exception() is not None:  # a later call may try again
             del self.executables[key]
         return pending
 
 
-def _compile_and_run_once(lowered, args):
+def _compile_and_run_once(lowered, args, x64):
     """The executable, already run once: XLA finishes loading an executable on its first run
     (~0.9 s for MiniLM's program read from the disk cache, against ~0.1 s later ones), which
-    here happens off the caller's thread, while it runs the top-path stage."""
-    executable = lowered.compile()
-    jax.block_until_ready(executable(*args))
+    here happens off the caller's thread, while it runs the top-path stage. Under the caller's
+    float64 setting, which `jax.enable_x64` sets per thread."""
+    with jax.enable_x64(x64):
+        executable = lowered.compile()
+        jax.block_until_ready(executable(*args))
     return executable
 
 
