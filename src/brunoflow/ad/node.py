@@ -6,7 +6,6 @@ under `jax.jit` / `jax.vmap`.
 """
 
 import itertools
-import weakref
 
 import jax.numpy as jnp
 import numpy as np

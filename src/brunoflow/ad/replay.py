@@ -18,7 +18,6 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from .backprop import ancestors
 from .node import Node
