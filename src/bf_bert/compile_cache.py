@@ -13,8 +13,6 @@ import hashlib
 import os
 import warnings
 
-import numpy as np
-
 
 def enable_compilation_cache():
     """Use $JAX_COMPILATION_CACHE_DIR if set, else $BF_BERT_CACHE/jax or ~/.cache/bf_bert/jax."""
@@ -41,16 +39,15 @@ def enable_compilation_cache():
 
 def exported_program(jitted, args, key):
     """`jitted` lowered for `args` as a `jax.export.Exported`: loaded from the cache folder when a
-    process wrote it for the same key, argument shapes, code and JAX, else traced and written
-    there. None when the persistent cache is off (nothing is written outside it)."""
+    process wrote it for the same key (which names the arguments' structure, shapes and dtypes),
+    code and JAX, else traced and written there. None when the persistent cache is off (nothing
+    is written outside it)."""
     import jax
 
     folder = _programs_folder()
     if folder is None:
         return None
-    name = hashlib.sha256(repr((key, jax.tree.structure(args), [(np.shape(a), str(jax.numpy.result_type(a)))
-                                                                  for a in jax.tree.leaves(args)],
-                               jax.__version__, jax.default_backend(), _code_version())).encode()).hexdigest()
+    name = hashlib.sha256(repr((key, jax.__version__, jax.default_backend(), _code_version())).encode()).hexdigest()
     path = os.path.join(folder, name + ".exported")
     try:
         with open(path, "rb") as f:

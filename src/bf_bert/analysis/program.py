@@ -216,11 +216,11 @@ class Program:
     def __call__(self, params, ids, mask, token_types, positions, target_ids, contrast_ids):
         args = (params, ids, mask, token_types, positions, target_ids, contrast_ids)
         if not self._with_max_path:
-            return self._jitted.executable(args).result()(*args)
+            return self._jitted.executable(args, run_once=False).result()(*args)
         # A compiled program is dispatched first and runs on XLA's threads while this one runs
         # the top-path stage; a new length's program compiles in a thread meanwhile instead, and
         # the stage's own kernels compile here: the two compiles overlap
-        program = self._jitted.executable(args)
+        program = self._jitted.executable(args, run_once=True)
         output = program.result()(*args) if program.done() else None
         rows = [self._max_path_row(params, *(np.asarray(a)[b] for a in args[1:])) for b in range(len(ids))]
         if output is None:
@@ -278,12 +278,14 @@ class _Jitted:
     def __init__(self, jitted, disk_key):
         self.jitted, self.disk_key, self.executables = jitted, disk_key, {}
 
-    def executable(self, args):
+    def executable(self, args, run_once):
+        """A Future of the executable for `args`; `run_once`: also run it once on them in the thread
+        (for a caller with other work to do meanwhile, see `_compile`)."""
         key = (jax.tree.structure(args), signature(jax.tree.leaves(args)))
         if key not in self.executables:
-            exported = exported_program(self.jitted, args, self.disk_key)
+            exported = exported_program(self.jitted, args, (self.disk_key, key))
             lowered = self.jitted.lower(*args) if exported is None else jax.jit(exported.call).lower(*args)
-            self.executables[key] = self._compiler.submit(_compile_and_run_once, lowered, args,
+            self.executables[key] = self._compiler.submit(_compile, lowered, args if run_once else None,
                                                           jax.config.jax_enable_x64)
         pending = self.executables[key]
         if pending.done() and pending.exception() is not None:  # a later call may try again
@@ -291,14 +293,15 @@ class _Jitted:
         return pending
 
 
-def _compile_and_run_once(lowered, args, x64):
-    """The executable, already run once: XLA finishes loading an executable on its first run
+def _compile(lowered, args, x64):
+    """The executable, under the caller's float64 setting (`jax.enable_x64` holds per thread),
+    and run once on `args` unless None: XLA finishes loading an executable on its first run
     (~0.9 s for MiniLM's program read from the disk cache, against ~0.1 s later ones), which
-    here happens off the caller's thread, while it runs the top-path stage. Under the caller's
-    float64 setting, which `jax.enable_x64` sets per thread."""
+    then happens off the caller's thread, while it runs the top-path stage."""
     with jax.enable_x64(x64):
         executable = lowered.compile()
-        jax.block_until_ready(executable(*args))
+        if args is not None:
+            jax.block_until_ready(executable(*args))
     return executable
 
 

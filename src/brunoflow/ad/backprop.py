@@ -121,13 +121,12 @@ def backprop(root, values_to_compute, save_leaf_grads_only=False, retain=None, i
     stale = _stale_fields(semirings)
     steps = _plan(order, root, semirings, wanted, track_parents)
     states = {id(root): _seed(root, semirings)}
-    for node, distinct, consumer, kernel, compiling in steps:
+    for node, xs, distinct, consumer, kernel, compiling in steps:
         up = states[id(node)]
         if kernel is not None:
             if compiling is not None:
                 compiling.result()
             acc = [states.get(id(u)) or _initial_states(u, semirings) for u in distinct]
-            xs = tuple(value_of(inp) for inp in node.inputs)
             args = (xs, node.val, up, tuple(acc), consumer)
             new = kernel(*args) if profile.recording is None else profile.recording.time(node.op.name, xs, kernel, args)
             for u, state in zip(distinct, new):
@@ -141,8 +140,8 @@ def backprop(root, values_to_compute, save_leaf_grads_only=False, retain=None, i
 
 
 def _plan(order, root, semirings, wanted, track_parents):
-    """Per op node of the sweep: (node, distinct inputs, consumer slots, kernel or None, Future or
-    None). Which inputs already hold a state at each step is fixed by the order alone, so every
+    """Per op node of the sweep: (node, its input arrays, distinct inputs, consumer slots, kernel or
+    None, Future or None). Which inputs already hold a state at each step is fixed by the order alone, so every
     kernel is known before the first one runs: kernels not compiled yet start compiling on
     other cores (`_warm`) while the sweep runs the ones before them."""
     steps, has_state, missing = [], {id(root)}, []
@@ -151,24 +150,24 @@ def _plan(order, root, semirings, wanted, track_parents):
             continue
         distinct, groups = _distinct_inputs(node.inputs, node.op.differentiable, wanted)
         if not distinct:
-            steps.append((node, distinct, (), None, None))
+            steps.append((node, (), distinct, (), None, None))
             continue
         first = tuple((False,) * len(semirings) if id(u) in has_state
                       else tuple(s is None for s in _initial_states(u, semirings)) for u in distinct)
         has_state.update(id(u) for u in distinct)
         consumer = tuple(_consumer_index(u, node) if track_parents else 0 for u in distinct)
+        xs = tuple(value_of(inp) for inp in node.inputs)
         misses = kernel_stats.misses
-        kernel = backward_kernel(node.op, node.static, semirings, groups, first,
-                                 tuple(value_of(inp) for inp in node.inputs))
+        kernel = backward_kernel(node.op, node.static, semirings, groups, first, xs)
         if kernel_stats.misses > misses:
             missing.append((len(steps), first))
-        steps.append((node, distinct, consumer, kernel, None))
+        steps.append((node, xs, distinct, consumer, kernel, None))
     if len(missing) > 1 and _COMPILERS is not None and not isinstance(root.val, jax.core.Tracer):
         x64 = jax.config.jax_enable_x64  # `with jax.enable_x64()` holds on this thread only
         for k, first in missing:
-            node, distinct, consumer, kernel, _ = steps[k]
-            steps[k] = (node, distinct, consumer, kernel, _COMPILERS.submit(_warm, kernel, node, distinct, first,
-                                                                            consumer, semirings, x64))
+            node, xs, distinct, consumer, kernel, _ = steps[k]
+            steps[k] = (node, xs, distinct, consumer, kernel,
+                        _COMPILERS.submit(_warm, kernel, node, xs, distinct, first, consumer, semirings, x64))
     return steps
 
 
@@ -177,7 +176,7 @@ _COMPILERS = (concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count(), 
               if (os.cpu_count() or 1) > 1 else None)
 
 
-def _warm(kernel, node, distinct, first, consumer, semirings, x64):
+def _warm(kernel, node, xs, distinct, first, consumer, semirings, x64):
     """Compile `kernel` by running it once on the node's real inputs and stand-in states (the
     seeds: same structure, shapes and dtypes as the sweep's; None where the sweep has none yet),
     with the sweep's float64 setting. Any error is left for the sweep's own call to raise."""
@@ -186,8 +185,7 @@ def _warm(kernel, node, distinct, first, consumer, semirings, x64):
             stand_in = tuple(tuple(s.seed(node.val)) for s in semirings)
             acc = tuple(tuple(None if none else tuple(s.seed(u.val)) for s, none in zip(semirings, nones))
                         for u, nones in zip(distinct, first))
-            jax.block_until_ready(kernel(tuple(value_of(inp) for inp in node.inputs), node.val, stand_in, acc,
-                                         consumer))
+            jax.block_until_ready(kernel(xs, node.val, stand_in, acc, consumer))
     except Exception:
         pass
 
