@@ -63,23 +63,30 @@ def run(model, input_ids, attention_mask, token_type_ids, position, target_id, c
     """
     table = model.get_input_embeddings().weight.val
     embeddings = bf.Node(jnp.take(table, jnp.asarray(input_ids), axis=0), name="inputs_embeds")
-    with model.as_root():  # the head runs at the mask only: other positions' logits never reach q
+    with model.as_root():
         out = model.bert(inputs_embeds=embeddings, attention_mask=attention_mask, token_type_ids=token_type_ids,
                          output_hidden_states=True)
-        at_mask = out.last_hidden_state[jnp.zeros((1,), jnp.int32), jnp.asarray(position)[None]]
-        if quantity == "logit":  # decode q's words only, in _words' order: no other logit reaches q
-            predictions = model.cls.predictions
-            scores = predictions.decoder(predictions.transform(at_mask), rows=_words(target_id, contrast_id))[0]
-            target_at, contrast_at = 0, (None if contrast_id is None else 1)
-        else:  # log-softmax reads every logit
-            scores = F.log_softmax(model.cls(at_mask)[0], axis=-1)
-            target_at, contrast_at = jnp.asarray(target_id), (None if contrast_id is None else jnp.asarray(contrast_id))
-    value = scores[target_at]
-    if contrast_at is not None:
-        value = value - scores[contrast_at]
+        value = quantity_at_mask(model, out.last_hidden_state, position, target_id, contrast_id, quantity)
     # weights are constants here: no kernel runs for them
     value.backprop(values_to_compute=values, inputs=[embeddings])
     return value, embeddings, out.hidden_states
+
+
+def quantity_at_mask(model, last_hidden_state, position, target_id, contrast_id, quantity):
+    """q from the encoder's output (1, S, H): the head runs at the mask only, as other
+    positions' logits never reach q. Called inside `model.as_root()`."""
+    at_mask = last_hidden_state[jnp.zeros((1,), jnp.int32), jnp.asarray(position)[None]]
+    if quantity == "logit":  # decode q's words only, in _words' order: no other logit reaches q
+        predictions = model.cls.predictions
+        scores = predictions.decoder(predictions.transform(at_mask), rows=_words(target_id, contrast_id))[0]
+        target_at, contrast_at = 0, (None if contrast_id is None else 1)
+    else:  # log-softmax reads every logit
+        scores = F.log_softmax(model.cls(at_mask)[0], axis=-1)
+        target_at, contrast_at = jnp.asarray(target_id), (None if contrast_id is None else jnp.asarray(contrast_id))
+    value = scores[target_at]
+    if contrast_at is not None:
+        value = value - scores[contrast_at]
+    return value
 
 
 def _words(target_id, contrast_id):

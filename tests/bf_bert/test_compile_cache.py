@@ -33,8 +33,8 @@ def disk_cache(tmp_path, monkeypatch):
     jax.config.update("jax_compilation_cache_dir", str(tmp_path))
     jax.config.update("jax_enable_compilation_cache", True)
     traces = []
-    real_run = bf_bert.explain.run
-    monkeypatch.setattr(bf_bert.explain, "run", lambda *a, **k: traces.append(1) or real_run(*a, **k))
+    real_head = bf_bert.explain.quantity_at_mask  # every step, scanned or not, traces the head once
+    monkeypatch.setattr(bf_bert.explain, "quantity_at_mask", lambda *a, **k: traces.append(1) or real_head(*a, **k))
     yield tmp_path / "bf_programs", traces
     jax.config.update("jax_compilation_cache_dir", before[0])
     jax.config.update("jax_enable_compilation_cache", before[1])

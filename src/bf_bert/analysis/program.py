@@ -66,22 +66,33 @@ class Readout(NamedTuple):
 
 def read_out(model, value, embeddings, hidden_states) -> Readout:
     """The Readout of one backprop from `value` (batch row 0), as device arrays, no host reads."""
-    a, h = embeddings.scaled_abs_val_grad[0].sum(-1), embeddings.scaled_entropy_wrt_output[0].sum(-1)
-    grad = embeddings.grad[0]
-    max_path = embeddings.max_path_of_output_wrt_node
     last = _last_node_per_module(value)
     per_layer = []
     for layer in range(model.config.num_hidden_layers):
         layer_path = f"{model.base_model_prefix}.encoder.layer.{layer}"
-        attention_output = last[f"{layer_path}.attention.output.LayerNorm"]
-        a_attention, h_attention = _flows_by_branch(hidden_states[layer], layer_path, ATTENTION_BRANCHES)
-        a_mlp, h_mlp = _flows_by_branch(attention_output, layer_path, MLP_BRANCHES)
-        per_layer.append((*_share_and_entropy(a_attention.sum(-1), h_attention.sum(-1)),
-                          *_share_and_entropy(a_mlp.sum(-1), h_mlp.sum(-1)),
-                          *_share_and_entropy(a_attention, h_attention), *branch_credit(hidden_states[layer], layer_path)))
-    stacked = [jnp.stack(column) for column in zip(*per_layer)]
+        per_layer.append(layer_read_out(hidden_states[layer], last[f"{layer_path}.attention.output.LayerNorm"],
+                                        layer_path))
+    return assemble_read_out(value.val, embeddings, [jnp.stack(column) for column in zip(*per_layer)])
+
+
+def layer_read_out(layer_input, attention_output, layer_path):
+    """One layer's columns of the Readout, from its input and its attention block's output nodes
+    (attention and MLP shares and entropies, per-token shares, branch credit), in Readout order."""
+    a_attention, h_attention = _flows_by_branch(layer_input, layer_path, ATTENTION_BRANCHES)
+    a_mlp, h_mlp = _flows_by_branch(attention_output, layer_path, MLP_BRANCHES)
+    return (*_share_and_entropy(a_attention.sum(-1), h_attention.sum(-1)),
+            *_share_and_entropy(a_mlp.sum(-1), h_mlp.sum(-1)),
+            *_share_and_entropy(a_attention, h_attention), *branch_credit(layer_input, layer_path))
+
+
+def assemble_read_out(value, embeddings, stacked) -> Readout:
+    """The Readout from q's value, the embeddings leaf after the backprop, and the layers'
+    columns of `layer_read_out` stacked on a leading layer axis."""
+    a, h = embeddings.scaled_abs_val_grad[0].sum(-1), embeddings.scaled_entropy_wrt_output[0].sum(-1)
+    grad = embeddings.grad[0]
+    max_path = embeddings.max_path_of_output_wrt_node
     return Readout(
-        value=value.val, grad_norm=jnp.linalg.norm(grad, axis=-1), grad_x_input=(grad * embeddings.val[0]).sum(-1),
+        value=value, grad_norm=jnp.linalg.norm(grad, axis=-1), grad_x_input=(grad * embeddings.val[0]).sum(-1),
         log_abs_grad=a.log(), entropy=scaled.entropy(a, h),
         max_grad=embeddings.max_grad_of_output_wrt_node[0][0].max(-1),
         top_path=jnp.full(a.shape, jnp.nan, a.dtype) if max_path is None else max_path[0][0].max(-1),
@@ -190,7 +201,8 @@ for _result in (Readout, Output):
 class Program:
     """One explanation step (forward, one all-semiring backprop, read-out, top path) for an
     architecture: the semirings other than max_path as one `jax.jit` of a `jax.vmap` over
-    sentences, which XLA compiles once per (batch size, padded length) and the persistent
+    sentences (with the layers scanned where `layer_scan.scannable`), which XLA compiles once
+    per (batch size, padded length) and the persistent
     compilation cache keeps across processes; then, when max_path is asked for, the exact top
     path as its own stage, sentence by sentence with each op's cached kernel (`_max_path_row`).
 
@@ -209,7 +221,9 @@ class Program:
         if self._with_max_path:  # the same jitted program as without the top path: compiled once for both
             self._jitted = compiled_program(model, quantity, has_contrast, others)._jitted
         else:
-            self._jitted = _Jitted(jax.jit(jax.vmap(self._step(model, quantity, has_contrast, others),
+            from .layer_scan import scannable, scanned_step  # layer_scan imports this module
+            step = (scanned_step if scannable(model) else self._step)(model, quantity, has_contrast, others)
+            self._jitted = _Jitted(jax.jit(jax.vmap(step,
                                                     in_axes=(None, 0, 0, 0, 0, 0, 0))),
                                    disk_key=(architecture(model), quantity, has_contrast, others))
 

@@ -98,7 +98,11 @@ def _check_accumulable(nodes, semirings):
                                  "(or ask for the same values in every backprop)")
 
 
-def backprop(root, values_to_compute, save_leaf_grads_only=False, retain=None, inputs=None):
+def backprop(root, values_to_compute, save_leaf_grads_only=False, retain=None, inputs=None, seed=None):
+    """See Node.backprop. `seed`: the root's state per semiring of `values_to_compute` (as
+    `states_of` reads them off a node), instead of each semiring's own seed: the sweep then
+    continues one that reached `root` from a larger graph, e.g. one layer of a network at a
+    time, whose output is the only link to the layers above it."""
     semirings = resolve(values_to_compute)
     for semiring in semirings:
         register_semiring_fields(semiring.fields)
@@ -120,7 +124,7 @@ def backprop(root, values_to_compute, save_leaf_grads_only=False, retain=None, i
     _check_accumulable(order, semirings)
     stale = _stale_fields(semirings)
     steps = _plan(order, root, semirings, wanted, track_parents)
-    states = {id(root): _seed(root, semirings)}
+    states = {id(root): _seed(root, semirings) if seed is None else _given_seed(root, semirings, seed)}
     for node, xs, distinct, consumer, kernel, compiling in steps:
         up = states[id(node)]
         if kernel is not None:
@@ -196,6 +200,24 @@ def _seed(root, semirings):
     seeds = tuple(tuple(s.seed(root.val)) for s in semirings)
     return tuple(seed if old is None else tuple(s.plus(old, seed))
                  for s, seed, old in zip(semirings, seeds, _initial_states(root, semirings)))
+
+
+def _given_seed(root, semirings, seed):
+    seed = tuple(tuple(state) for state in seed)
+    if len(seed) != len(semirings):
+        raise ValueError(f"backprop(seed=...): {len(seed)} states for {len(semirings)} semirings {semirings}")
+    for semiring, state in zip(semirings, seed):
+        expected = jax.tree.structure(tuple(semiring.seed(root.val)))
+        if jax.tree.structure(state) != expected:
+            raise ValueError(f"backprop(seed=...): the state given for {semiring!r} is not shaped as its seed "
+                             f"({jax.tree.structure(state)} vs {expected})")
+    return seed
+
+
+def states_of(node, values_to_compute):
+    """The states the last backprop left on `node`, one per semiring of `values_to_compute`
+    (None for a semiring it holds none of): what `backprop(seed=...)` takes."""
+    return tuple(_stored_state(node, s) for s in resolve(values_to_compute))
 
 
 def _on_paths_from(inputs, order):

@@ -166,7 +166,7 @@ class Node:
 
     # -- backprop results ---------------------------------------------------------------
     def backprop(self, values_to_compute=("grad", "max_grad", "abs_val_grad", "entropy"),
-                 save_leaf_grads_only=False, retain=None, inputs=None):
+                 save_leaf_grads_only=False, retain=None, inputs=None, seed=None):
         """Run one reverse sweep from this node for every semiring named in values_to_compute.
 
         Leaves accumulate (⊕) what earlier backprops left, as torch's .grad does: call
@@ -176,9 +176,12 @@ class Node:
         `node -> bool`). `inputs` (Nodes, leaves or not), as torch's backward(inputs=...):
         only nodes on a path from one of them to this node get values; the rest of the graph
         (e.g. every weight) is a constant and costs nothing. The inputs themselves are kept.
+        `seed`: this node's state per semiring, instead of each one's own seed, to continue a
+        sweep of a larger graph that reached this node (`brunoflow.ad.backprop.states_of`).
         """
         from .backprop import backprop
-        backprop(self, values_to_compute, save_leaf_grads_only=save_leaf_grads_only, retain=retain, inputs=inputs)
+        backprop(self, values_to_compute, save_leaf_grads_only=save_leaf_grads_only, retain=retain, inputs=inputs,
+                 seed=seed)
 
     def zero_gradients(self):
         """Clear semiring values and back-pointers of every node reachable from this one."""

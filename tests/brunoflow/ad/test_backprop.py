@@ -275,3 +275,40 @@ def test_every_new_kernel_compiles_once_though_the_pool_compiles_it_ahead_of_the
     new = list(primitive._backward_cache.values())[before:]
     assert len(new) > 1
     assert [kernel._cache_size() for kernel in new] == [1] * len(new)
+
+
+ALL_VALUES = ("grad", "abs_val_grad", "entropy", "max_grad", "max_path")
+
+
+@pytest.mark.parametrize("x64", [False, True])
+def test_a_sweep_cut_at_a_node_and_continued_from_its_states_gives_the_whole_sweeps_values(x64):
+    """Every path from the root to x crosses `hidden`: sweeping the part above it from a copy
+    of it, then the part below from the states left on the copy, is the whole sweep."""
+    from brunoflow.ad.backprop import backprop, states_of
+    with jax.enable_x64(x64):
+        x, w1, w2 = _leaves()
+        x, w1, w2 = (bf.Node(n.val.astype(jnp.float64 if x64 else jnp.float32)) for n in (x, w1, w2))
+        hidden = bf.func.tanh(x @ w1)
+        bf.func.tanh(hidden @ w2).sum().backprop(ALL_VALUES, inputs=[x])
+        whole = {f: [np.asarray(a) for a in jax.tree.leaves(getattr(x, f))] for f in FIELDS + ("max_grad_of_output_wrt_node",
+                                                                                          "max_path_of_output_wrt_node")}
+        x.zero_gradients()
+        cut = bf.Node(hidden.val)
+        backprop(bf.func.tanh(cut @ w2).sum(), ALL_VALUES, inputs=[cut])
+        backprop(hidden, ALL_VALUES, inputs=[x], seed=states_of(cut, ALL_VALUES))
+        for field, arrays in whole.items():
+            for got, expected in zip(jax.tree.leaves(getattr(x, field)), arrays):
+                assert got.dtype == expected.dtype
+                np.testing.assert_allclose(got, expected, rtol=1e-6, err_msg=field)
+
+
+def test_a_seed_that_is_not_a_state_of_the_semirings_is_refused():
+    from brunoflow.ad.backprop import backprop
+    x, w1, w2 = _leaves()
+    root = _mlp(x, w1, w2)
+    with pytest.raises(ValueError, match="2 states for 1 semirings"):
+        backprop(root, ("grad",), seed=((jnp.ones(()),), (jnp.ones(()),)))
+    with pytest.raises(ValueError, match="not shaped as its seed"):
+        backprop(root, ("max_grad",), seed=((jnp.ones(()),),))
+    root.backprop(("grad",))  # the model is still usable
+    assert x.grad is not None

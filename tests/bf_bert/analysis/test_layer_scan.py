@@ -1,0 +1,71 @@
+"""The explanation step with the layers scanned is the unrolled step, to float rounding."""
+
+import jax
+import numpy as np
+import pytest
+import torch
+from transformers import BertConfig, BertForMaskedLM, BFBertForMaskedLM
+
+from bf_bert.analysis.layer_scan import scannable, scanned_step
+from bf_bert.analysis.program import Program, parameters_of
+
+from ..tiny import minilm_tokenizer
+
+VALUES = ("grad", "abs_val_grad", "entropy", "max_grad")
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    """Three layers, so one is between two others; weights off their init so nothing is symmetric."""
+    tokenizer = minilm_tokenizer()
+    torch.manual_seed(3)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
+                        intermediate_size=37)
+    torch_model = BertForMaskedLM(config)
+    with torch.no_grad():
+        for param in torch_model.parameters():
+            param.add_(0.05 * torch.randn_like(param))
+    folder = tmp_path_factory.mktemp("scan")
+    torch_model.save_pretrained(folder)
+    return tokenizer, BFBertForMaskedLM.from_pretrained(folder)
+
+
+def _batch(tokenizer):
+    """Two sentences padded to one length (the second has padding), as Program takes them."""
+    texts = ["the keys to the old cabinet [MASK] on the table .", "the dog [MASK] here ."]
+    encoded = tokenizer(texts, padding="max_length", max_length=16, return_tensors="np")
+    ids = encoded["input_ids"].astype(np.int32)
+    positions = np.array([np.flatnonzero(row == tokenizer.mask_token_id)[0] for row in ids], np.int32)
+    is_id, are_id = tokenizer.convert_tokens_to_ids(["is", "are"])
+    return (ids, encoded["attention_mask"].astype(np.int32), np.zeros_like(ids), positions,
+            np.array([are_id, is_id], np.int32), np.array([is_id, are_id], np.int32))
+
+
+@pytest.mark.parametrize("quantity,has_contrast", [("logit", True), ("log_prob", False)])
+def test_the_scanned_step_gives_the_unrolled_steps_readout(model, quantity, has_contrast):
+    tokenizer, bf_model = model
+    assert scannable(bf_model)
+    args = (parameters_of(bf_model), *_batch(tokenizer))
+    unrolled = Program(bf_model, quantity, has_contrast, VALUES)._step(bf_model, quantity, has_contrast, VALUES)
+    outputs = [jax.jit(jax.vmap(step, in_axes=(None, 0, 0, 0, 0, 0, 0)))(*args)
+               for step in (scanned_step(bf_model, quantity, has_contrast, VALUES), unrolled)]
+    scanned, expected = (output.readout for output in outputs)
+    for field in expected._fields:
+        got, want = np.asarray(getattr(scanned, field)), np.asarray(getattr(expected, field))
+        assert got.shape == want.shape and got.dtype == want.dtype, field
+        if field == "oplus":  # branch codes: exact
+            np.testing.assert_array_equal(got, want, err_msg=field)
+        else:
+            np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-6, equal_nan=True, err_msg=field)
+    assert np.isfinite(np.asarray(scanned.entropy)).all()
+
+
+def test_a_training_model_is_not_scanned(model):
+    """Dropout inside a scan would draw one key for every layer: such a model runs unrolled."""
+    _, bf_model = model
+    bf_model.train()
+    try:
+        assert not scannable(bf_model)
+    finally:
+        bf_model.eval()
+    assert scannable(bf_model)
