@@ -16,6 +16,7 @@ import numpy as np
 
 import brunoflow as bf
 from brunoflow import func as F
+from brunoflow.net import compiled
 
 from .analysis.program import branch_of_path, compiled_program, parameters_of
 from .explanation import ATTENTION_BRANCHES, MLP_BRANCHES, Explanation, Hop, LayerAttribution, TokenAttribution
@@ -63,13 +64,23 @@ def run(model, input_ids, attention_mask, token_type_ids, position, target_id, c
     """
     table = model.get_input_embeddings().weight.val
     embeddings = bf.Node(jnp.take(table, jnp.asarray(input_ids), axis=0), name="inputs_embeds")
+    # eagerly (the top-path stage), the encoder is one compiled program, not a kernel per op:
+    # one compile for a new length, not ~70, and one program to load from the disk cache
+    out = compiled.forward(model, (embeddings, attention_mask, token_type_ids), {}, function=encoder_output,
+                           values_now=True)
     with model.as_root():
-        out = model.bert(inputs_embeds=embeddings, attention_mask=attention_mask, token_type_ids=token_type_ids,
-                         output_hidden_states=True)
+        if out is compiled.EAGER:  # traced (the program's step), or a training model
+            out = encoder_output(model, embeddings, attention_mask, token_type_ids)
         value = quantity_at_mask(model, out.last_hidden_state, position, target_id, contrast_id, quantity)
     # weights are constants here: no kernel runs for them
     value.backprop(values_to_compute=values, inputs=[embeddings])
     return value, embeddings, out.hidden_states
+
+
+def encoder_output(model, embeddings, attention_mask, token_type_ids):
+    """The encoder on the input embeddings, with every hidden state (a root call of `model`: paths from it)."""
+    return model.bert(inputs_embeds=embeddings, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                      output_hidden_states=True)
 
 
 def quantity_at_mask(model, last_hidden_state, position, target_id, contrast_id, quantity):

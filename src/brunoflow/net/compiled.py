@@ -67,21 +67,25 @@ class _Eager(Exception):
 
 
 class _Entry:
-    """One recorded signature: its template (None: not replayable) and its two programs."""
+    """One recorded signature: its template (None: not replayable) and its programs."""
 
-    def __init__(self, signature, template):
+    def __init__(self, signature, template, function):
         self.treedef, self.kinds = signature
-        self.template = template
+        self.template, self.function = template, function
         self.programs = {}
         self.matches = {}
         self.current = None  # (network, params) of the call in flight: whose forward a trace runs
 
 
-def forward(network, args, kwargs, padded=None, lengths=None):
+def forward(network, args, kwargs, padded=None, lengths=None, function=None, values_now=False):
     """network.forward(*args, **kwargs) as a root call through one compiled program, or EAGER.
 
     padded: (args, kwargs) of the same call on inputs padded to a longer length, lengths: (the
     caller's length, the padded one[, rows]); see the module docstring for when that is right.
+    function: run `function(network, *args, **kwargs)` as the root call instead of the forward
+    (a module-level function: it is part of the cache key), e.g. a part of a model's forward.
+    values_now: one program returns every node's value with the outputs, for a caller that
+    reads them all (a backprop follows), instead of a second program on the first read.
     """
     from .dropout import Dropout  # here: dropout.py imports module.py, which imports this file
 
@@ -103,9 +107,9 @@ def forward(network, args, kwargs, padded=None, lengths=None):
     with network.as_root():  # paths first: the trace and the rebuilt nodes read them
         for _ in range(2):  # a forward that sets its config on first use is recorded again
             key = network.compile_key()
-            cache = (_shared.setdefault((key, network_sig), {}) if key is not None
-                     else network.__dict__.setdefault("_compiled_forwards", {}).setdefault(network_sig, {}))
-            context = (network, params, named, key, cache)
+            cache = (_shared.setdefault((key, network_sig, function), {}) if key is not None
+                     else network.__dict__.setdefault("_compiled_forwards", {}).setdefault((network_sig, function), {}))
+            context = (network, params, named, key, cache, function)
             exact = _entry(context, exact_call)
             if exact is not _KEY_CHANGED:
                 break
@@ -120,13 +124,18 @@ def forward(network, args, kwargs, padded=None, lengths=None):
                     run, run_call = bucket, padded_call
                     stats.padded += 1
         stats.calls += 1
-        return _replay(network, params, named, exact, exact_call, run, run_call, plan)
+        return _replay(network, params, named, exact, exact_call, run, run_call, plan, values_now)
 
 
-def _replay(network, params, named, exact, exact_call, run, run_call, plan):
+def _replay(network, params, named, exact, exact_call, run, run_call, plan, values_now):
     program_args = ([p.val for p in params], run_call[2], [n.val for n in run_call[3]])
-    returned, consts, arrays = _call(run, "out", network, params, program_args)
     template = exact.template
+    everything = None
+    if values_now:
+        everything, consts, arrays = _call(run, "both", network, params, program_args)
+        returned = [everything[k] for k in run.template.returned]
+    else:
+        returned, consts, arrays = _call(run, "out", network, params, program_args)
     node_cuts = None
     if plan is not None:  # read the caller's constants and outputs off the padded run
         const_sources, array_sources, node_cuts, const_cuts, array_cuts = plan
@@ -134,6 +143,10 @@ def _replay(network, params, named, exact, exact_call, run, run_call, plan):
         arrays = [_cut(arrays[i], cut) for i, cut in zip(array_sources, array_cuts)]
         returned = [_cut(v, node_cuts[k]) for k, v in zip(template.returned, returned)]
     values = dict(zip(template.returned, returned))
+    if everything is not None:
+        result, _ = rebuild(template, params, exact_call[3], dict(named), consts, values, arrays,
+                            lambda k, recipe: everything[k] if node_cuts is None else _cut(everything[k], node_cuts[k]))
+        return result
     later = _Later(run, program_args, node_cuts, network, params)
     result, made = rebuild(template, params, exact_call[3], dict(named), consts, values, arrays,
                            lambda k, recipe: Deferred(recipe.shape, recipe.dtype, later.resolve))
@@ -172,30 +185,30 @@ def _entry(context, call):
     """The cached entry of a signature, recording its template on first use; None when the trace
     failed, _KEY_CHANGED when it changed the network's compile key (a forward that sets config
     on first use: what it recorded may hold for the old key only)."""
-    network, params, named, key, cache = context
+    network, params, named, key, cache, function = context
     signature = call[:2]
     entry = cache.get(signature)
     if entry is not None:
         return entry
     try:
-        template = _record(network, params, named, call)
+        template = _record(network, params, named, call, function)
     except (NotReplayable, jax.errors.JAXTypeError, jax.errors.JAXIndexError):
         template = None  # the trace cannot run this forward: eager from now on
     except Exception:  # noqa: BLE001 (the eager run raises it again, for the caller)
         return None
     if network.compile_key() != key:
         return _KEY_CHANGED
-    cache[signature] = entry = _Entry(signature, template)
+    cache[signature] = entry = _Entry(signature, template, function)
     return entry
 
 
-def _record(network, params, named, call):
+def _record(network, params, named, call, function):
     treedef, kinds, arrays, nodes = call
     module_paths = {id(m): path for path, m in named}
     found = {}
 
     def trace(param_vals, array_vals, node_vals):
-        result, stand_ins, first = _run(network, treedef, kinds, param_vals, array_vals, node_vals)
+        result, stand_ins, first = _run(network, function, treedef, kinds, param_vals, array_vals, node_vals)
         found["template"] = record(result, params, stand_ins, first, module_paths)[0]
         return ()
 
@@ -206,7 +219,8 @@ def _record(network, params, named, call):
 
 def _program(entry, which):
     """The jitted forward of an entry: "out" returns (returned nodes' values, traced constants,
-    returned arrays); "all" returns every made node's value, in template order."""
+    returned arrays); "all" returns every made node's value, in template order; "both" returns
+    (every made node's value, traced constants, returned arrays)."""
     program = entry.programs.get(which)
     if program is not None:
         return program
@@ -214,13 +228,16 @@ def _program(entry, which):
     def body(param_vals, array_vals, node_vals):
         stats.programs += 1
         network, params = entry.current
-        result, stand_ins, first = _run(network, entry.treedef, entry.kinds, param_vals, array_vals, node_vals)
+        result, stand_ins, first = _run(network, entry.function, entry.treedef, entry.kinds, param_vals, array_vals,
+                                        node_vals)
         template, consts, made = record(result, params, stand_ins, first,
                                         {id(m): path for path, m in network.named_modules()})
         if len(template.recipes) != len(entry.template.recipes):
             raise NotReplayable("the forward made a different graph when traced again")
         if which == "out":
             return [made[k].val for k in template.returned], consts, returned_arrays(result)
+        if which == "both":
+            return [n.val for n in made], consts, returned_arrays(result)
         return [n.val for n in made]
 
     body.__name__ = body.__qualname__ = f"compiled_forward_{which}"
@@ -228,7 +245,7 @@ def _program(entry, which):
     return program
 
 
-def _run(network, treedef, kinds, param_vals, array_vals, node_vals):
+def _run(network, function, treedef, kinds, param_vals, array_vals, node_vals):
     """The forward on traced values: (its result, the stand-ins of the caller's Nodes, the
     creation counter before it ran)."""
     stand_ins = [Node(v) for v in node_vals]
@@ -237,7 +254,8 @@ def _run(network, treedef, kinds, param_vals, array_vals, node_vals):
     args, kwargs = jax.tree_util.tree_unflatten(treedef, leaves)
     first = next(node_module._creation_order)
     with network.using_parameters(param_vals), network.as_root():
-        return network.forward(*args, **kwargs), stand_ins, first
+        call = network.forward if function is None else (lambda *a, **k: function(network, *a, **k))
+        return call(*args, **kwargs), stand_ins, first
 
 
 def _flatten(args, kwargs):

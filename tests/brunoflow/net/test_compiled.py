@@ -243,3 +243,28 @@ def test_cuts_off_the_host_give_the_same_values(monkeypatch):
     got = compiled.forward(model, (x,), {}, padded=((padded,), {}), lengths=(5, 8, 2))
     assert compiled.stats.padded == 1
     assert_same_graph(got["probs"], _eager(model, x)["probs"])
+
+
+def _hidden_only(model, x):
+    """A part of Tagger's forward, run as a root call of the whole model (paths from it)."""
+    return model.block(x)
+
+
+def test_a_function_of_the_network_runs_as_its_root_call_with_every_value_at_once():
+    model = Tagger()
+    x = bf.Node(_x(), name="x")
+    with model.as_root():
+        eager = model.block(x)
+    got = compiled.forward(model, (x,), {}, function=_hidden_only, values_now=True)
+    assert compiled.stats.calls == 1 and compiled.stats.programs == 1  # values_now: no second program
+    assert not any(isinstance(n._val, Deferred) for n in _graph(got))
+    assert_same_graph(got, eager, leaves=[x, *model.parameters()])
+    assert got.module_path == "block.norm"
+    expected = _semiring_values(model.block, eager[1, 2, 0], [x])  # the head is not in this graph
+    for name, values in _semiring_values(model.block, got[1, 2, 0], [x]).items():
+        for k, (a, b) in enumerate(zip(values, expected[name])):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6, err_msg=f"{name}[{k}]")
+    model(x)  # the network's own forward is another program, not the function's
+    assert compiled.stats.programs == 2 and compiled.stats.templates == 2
+    compiled.forward(model, (bf.Node(_x(seed=1)),), {}, function=_hidden_only, values_now=True)
+    assert compiled.stats.programs == 2  # the function's program, reused
