@@ -4,18 +4,22 @@ Unrolled, the step holds each layer's forward and all-semiring backward: XLA com
 second process loads) six copies of the same code for MiniLM, twelve for BERT-base. Every path
 from q to the embeddings crosses each layer's output, and nothing else links a layer to the
 layers above it, so the sweep can run a layer at a time: a forward scan keeps each layer's
-input; a backward scan rebuilds one layer's graph from its input (the layer's forward runs a
-second time, a few percent of the step's work) and continues the sweep from the states carried
-at its output (`backprop(seed=...)`), reading the layer's Readout columns there; the
-embeddings' graph finishes it. The semirings compose across that cut exactly, so the numbers
-are the unrolled step's.
+input and every value its graph made (`brunoflow.ad.replay.record`); a backward scan rebuilds
+one layer's graph from those values (`replay.rebuild`: no op runs again) and continues the sweep
+from the states carried at its output (`backprop(seed=...)`), reading the layer's Readout
+columns there; the embeddings' graph finishes it. The semirings compose across that cut
+exactly, so the numbers are the unrolled step's.
 """
+
+import contextlib
 
 import jax
 import jax.numpy as jnp
 
 import brunoflow as bf
+from brunoflow.ad import node as node_module
 from brunoflow.ad.backprop import backprop, states_of
+from brunoflow.ad.replay import rebuild, record
 
 from .program import Output, _last_node_per_module, assemble_read_out, layer_read_out
 
@@ -28,45 +32,94 @@ def scannable(model):
     return not model.training and len(layers) > 1 and all(s == shapes[0] for s in shapes)
 
 
+class StackedWeights:
+    """params (`parameters()` order) → what the scanned step takes: (the values of the parameters
+    outside the layers, each layer parameter stacked over the layers). Stacking inside the
+    program copied every layer's weights on every call (~0.3 GB for BERT-base); here it runs
+    once per set of weights (kept for the last params seen, by identity)."""
+
+    def __init__(self, model):
+        params = list(model.parameters())
+        index = {id(p): k for k, p in enumerate(params)}
+        per_layer = [[index[id(p)] for p in layer.parameters()] for layer in model.base_model.encoder.layer]
+        in_layers = {k for layer in per_layer for k in layer}
+        self.outside = [k for k in range(len(params)) if k not in in_layers]
+        self.columns = list(zip(*per_layer))  # per parameter of a layer: its index in every layer
+        self._last = None
+
+    def __call__(self, params):
+        if self._last is not None and len(self._last[0]) == len(params) and all(
+                a is b for a, b in zip(self._last[0], params)):
+            return self._last[1]
+        arranged = ([params[k] for k in self.outside], [jnp.stack([params[k] for k in column]) for column in self.columns])
+        self._last = (list(params), arranged)
+        return arranged
+
+
+@contextlib.contextmanager
+def _using(params, values):
+    """`Network.using_parameters` for some of a network's parameters."""
+    saved = [p.val for p in params]
+    try:
+        for param, value in zip(params, values):
+            param.val = value
+        yield
+    finally:
+        for param, value in zip(params, saved):
+            param.val = value
+
+
 def scanned_step(model, quantity, has_contrast, values):
-    """`Program`'s per-sentence step (same arguments, same Output) with the layers scanned."""
+    """`Program`'s per-sentence step (same arguments, but the weights as `StackedWeights` gives
+    them; same Output) with the layers scanned."""
     from ..explain import quantity_at_mask  # explain imports the analysis package: resolved at build time
     bert = model.base_model
     layers = list(bert.encoder.layer)
     template = layers[0]  # runs every layer, with that layer's weights swapped in
     layer_path = f"{model.base_model_prefix}.encoder.layer.0"
+    params = list(model.parameters())
+    outside = [params[k] for k in StackedWeights(model).outside]
+    layer_params = list(template.parameters())
+    modules = dict(model.named_modules())
+    module_paths = {id(module): path for path, module in modules.items()}
 
-    def step(params, ids, mask, token_types, position, target_id, contrast_id):
-        with model.using_parameters(params), model.as_root():
+    def step(weights, ids, mask, token_types, position, target_id, contrast_id):
+        outside_values, stacked = weights
+        with _using(outside, outside_values), model.as_root():
             table = model.get_input_embeddings().weight.val
             embeddings = bf.Node(jnp.take(table, ids[None], axis=0), name="inputs_embeds")
             embedded = bert.embeddings(inputs_embeds=embeddings, token_type_ids=token_types[None],
                                        position_ids=jnp.arange(ids.shape[0], dtype=jnp.int32)[None])
             extended_mask = bert.get_extended_attention_mask(mask[None], embedded.dtype)
-            weights = [jnp.stack(per_layer) for per_layer in zip(*([p.val for p in layer.parameters()] for layer in layers))]
+
+            recorded = {}
 
             def forward(hidden, layer_weights):
                 with template.using_parameters(layer_weights):
-                    output, _ = template(bf.Node(hidden), extended_mask)
-                return output.val, hidden
+                    layer_input = bf.Node(hidden)
+                    first = next(node_module._creation_order)
+                    output, _ = template(layer_input, extended_mask)
+                    recorded["layer"], consts, made = record(output, layer_params, [layer_input], first, module_paths)
+                return output.val, (hidden, [n.val for n in made], consts)
 
-            last, layer_inputs = jax.lax.scan(forward, embedded.val, weights)
+            last, saved = jax.lax.scan(forward, embedded.val, stacked)
             top = bf.Node(last)
             value = quantity_at_mask(model, top, position, target_id, contrast_id if has_contrast else None, quantity)
             backprop(value, values, inputs=[top])
 
             def backward(state, scanned):
-                layer_weights, hidden = scanned
+                layer_weights, (hidden, node_values, consts) = scanned
                 with template.using_parameters(layer_weights):
                     layer_input = bf.Node(hidden)
-                    output, _ = template(layer_input, extended_mask)
+                    output, _ = rebuild(recorded["layer"], layer_params, [layer_input], modules, consts, {}, [],
+                                        lambda k, recipe: node_values[k])
                     backprop(output, values, inputs=[layer_input], seed=state)
                     attention_output = _last_node_per_module(output)[f"{layer_path}.attention.output.LayerNorm"]
                     columns = layer_read_out(layer_input, attention_output, layer_path)
                 # the carry keeps its types (a state made from Python ints may come out weakly typed)
                 return jax.tree.map(lambda new, old: new.astype(old.dtype), states_of(layer_input, values), state), columns
 
-            state, columns = jax.lax.scan(backward, states_of(top, values), (weights, layer_inputs), reverse=True)
+            state, columns = jax.lax.scan(backward, states_of(top, values), (stacked, saved), reverse=True)
             backprop(embedded, values, inputs=[embeddings], seed=state)
             readout = assemble_read_out(value.val, embeddings, columns)
             return Output(readout, jnp.zeros((0,), jnp.int32), jnp.zeros((0,), embeddings.dtype))

@@ -221,14 +221,16 @@ class Program:
         if self._with_max_path:  # the same jitted program as without the top path: compiled once for both
             self._jitted = compiled_program(model, quantity, has_contrast, others)._jitted
         else:
-            from .layer_scan import scannable, scanned_step  # layer_scan imports this module
-            step = (scanned_step if scannable(model) else self._step)(model, quantity, has_contrast, others)
-            self._jitted = _Jitted(jax.jit(jax.vmap(step,
-                                                    in_axes=(None, 0, 0, 0, 0, 0, 0))),
-                                   disk_key=(architecture(model), quantity, has_contrast, others))
+            from .layer_scan import StackedWeights, scannable, scanned_step  # layer_scan imports this module
+            if scannable(model):
+                step, arrange = scanned_step(model, quantity, has_contrast, others), StackedWeights(model)
+            else:
+                step, arrange = self._step(model, quantity, has_contrast, others), None
+            self._jitted = _Jitted(jax.jit(jax.vmap(step, in_axes=(None, 0, 0, 0, 0, 0, 0))),
+                                   disk_key=(architecture(model), quantity, has_contrast, others), arrange=arrange)
 
     def __call__(self, params, ids, mask, token_types, positions, target_ids, contrast_ids):
-        args = (params, ids, mask, token_types, positions, target_ids, contrast_ids)
+        args = (self._jitted.arrange(params), ids, mask, token_types, positions, target_ids, contrast_ids)
         if not self._with_max_path:
             return self._jitted.executable(args, run_once=False).result()(*args)
         # A compiled program is dispatched first and runs on XLA's threads while this one runs
@@ -289,8 +291,13 @@ class _Jitted:
 
     _compiler = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="bf-compile")
 
-    def __init__(self, jitted, disk_key):
+    def __init__(self, jitted, disk_key, arrange=None):
         self.jitted, self.disk_key, self.executables = jitted, disk_key, {}
+        self._arrange = arrange
+
+    def arrange(self, params):
+        """The program's first argument from `parameters()` values (e.g. the layers' weights stacked)."""
+        return params if self._arrange is None else self._arrange(params)
 
     def executable(self, args, run_once):
         """A Future of the executable for `args`; `run_once`: also run it once on them in the thread

@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import BertConfig, BertForMaskedLM, BFBertForMaskedLM
 
-from bf_bert.analysis.layer_scan import scannable, scanned_step
+from bf_bert.analysis.layer_scan import StackedWeights, scannable, scanned_step
 from bf_bert.analysis.program import Program, parameters_of
 
 from ..tiny import minilm_tokenizer
@@ -45,10 +45,11 @@ def _batch(tokenizer):
 def test_the_scanned_step_gives_the_unrolled_steps_readout(model, quantity, has_contrast):
     tokenizer, bf_model = model
     assert scannable(bf_model)
-    args = (parameters_of(bf_model), *_batch(tokenizer))
+    params, batch = parameters_of(bf_model), _batch(tokenizer)
     unrolled = Program(bf_model, quantity, has_contrast, VALUES)._step(bf_model, quantity, has_contrast, VALUES)
-    outputs = [jax.jit(jax.vmap(step, in_axes=(None, 0, 0, 0, 0, 0, 0)))(*args)
-               for step in (scanned_step(bf_model, quantity, has_contrast, VALUES), unrolled)]
+    outputs = [jax.jit(jax.vmap(step, in_axes=(None, 0, 0, 0, 0, 0, 0)))(weights, *batch)
+               for step, weights in ((scanned_step(bf_model, quantity, has_contrast, VALUES),
+                                      StackedWeights(bf_model)(params)), (unrolled, params))]
     scanned, expected = (output.readout for output in outputs)
     for field in expected._fields:
         got, want = np.asarray(getattr(scanned, field)), np.asarray(getattr(expected, field))
@@ -69,3 +70,17 @@ def test_a_training_model_is_not_scanned(model):
     finally:
         bf_model.eval()
     assert scannable(bf_model)
+
+
+def test_the_weights_are_stacked_once_per_set_of_weights(model):
+    _, bf_model = model
+    stack = StackedWeights(bf_model)
+    params = parameters_of(bf_model)
+    outside, stacked = stack(params)
+    assert stack(parameters_of(bf_model)) is stack(params)  # the same arrays: not stacked again
+    layer = list(bf_model.bert.encoder.layer[2].parameters())
+    for column, value in zip(stacked, layer):
+        np.testing.assert_array_equal(column[2], value.val)
+    assert len(outside) + len(stacked) * 3 == len(params)
+    changed = [p * 2 for p in params]
+    np.testing.assert_array_equal(stack(changed)[1][0], 2 * stacked[0])  # other weights: stacked anew
