@@ -11,8 +11,6 @@ columns there; the embeddings' graph finishes it. The semirings compose across t
 exactly, so the numbers are the unrolled step's.
 """
 
-import contextlib
-
 import jax
 import jax.numpy as jnp
 
@@ -20,6 +18,7 @@ import brunoflow as bf
 from brunoflow.ad import node as node_module
 from brunoflow.ad.backprop import backprop, states_of
 from brunoflow.ad.replay import rebuild, record
+from brunoflow.net.module import parameter_values
 
 from .program import Output, _last_node_per_module, assemble_read_out, layer_read_out
 
@@ -56,19 +55,6 @@ class StackedWeights:
         return arranged
 
 
-@contextlib.contextmanager
-def _using(params, values):
-    """`Network.using_parameters` for some of a network's parameters."""
-    saved = [p.val for p in params]
-    try:
-        for param, value in zip(params, values):
-            param.val = value
-        yield
-    finally:
-        for param, value in zip(params, saved):
-            param.val = value
-
-
 def scanned_step(model, quantity, has_contrast, values):
     """`Program`'s per-sentence step (same arguments, but the weights as `StackedWeights` gives
     them; same Output) with the layers scanned."""
@@ -85,7 +71,7 @@ def scanned_step(model, quantity, has_contrast, values):
 
     def step(weights, ids, mask, token_types, position, target_id, contrast_id):
         outside_values, stacked = weights
-        with _using(outside, outside_values), model.as_root():
+        with parameter_values(outside, outside_values), model.as_root():
             table = model.get_input_embeddings().weight.val
             embeddings = bf.Node(jnp.take(table, ids[None], axis=0), name="inputs_embeds")
             embedded = bert.embeddings(inputs_embeds=embeddings, token_type_ids=token_types[None],

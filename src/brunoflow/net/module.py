@@ -246,14 +246,8 @@ class Network:
         values = list(values)
         if len(values) != len(params):
             raise ValueError(f"using_parameters: {len(values)} values for {len(params)} parameters")
-        saved = [p.val for p in params]
-        try:
-            for param, value in zip(params, values):
-                param.val = value
+        with parameter_values(params, values):
             yield self
-        finally:
-            for param, value in zip(params, saved):
-                param.val = value
 
     def get_submodule(self, target):
         module = self
@@ -322,3 +316,16 @@ class Network:
         if not lines:
             return f"{type(self).__name__}({self.extra_repr()})"
         return f"{type(self).__name__}(\n  " + "\n  ".join(lines) + "\n)"
+
+
+@contextlib.contextmanager
+def parameter_values(params, values):
+    """Inside, each of `params` reads the matching value instead of its own (e.g. a tracer)."""
+    saved = [p.val for p in params]
+    try:
+        for param, value in zip(params, values):
+            param.val = value
+        yield
+    finally:
+        for param, value in zip(params, saved):
+            param.val = value
