@@ -64,23 +64,28 @@ def run(model, input_ids, attention_mask, token_type_ids, position, target_id, c
     """
     table = model.get_input_embeddings().weight.val
     embeddings = bf.Node(jnp.take(table, jnp.asarray(input_ids), axis=0), name="inputs_embeds")
-    # eagerly (the top-path stage), the encoder is one compiled program, not a kernel per op:
-    # one compile for a new length, not ~70, and one program to load from the disk cache
-    out = compiled.forward(model, (embeddings, attention_mask, token_type_ids), {}, function=encoder_output,
-                           values_now=True)
-    with model.as_root():
-        if out is compiled.EAGER:  # traced (the program's step), or a training model
-            out = encoder_output(model, embeddings, attention_mask, token_type_ids)
-        value = quantity_at_mask(model, out.last_hidden_state, position, target_id, contrast_id, quantity)
+    # eagerly (the top-path stage), the forward is one compiled program, not a kernel per op: one
+    # compile for a new length, not ~90, and one program to load from the disk cache. The ids and
+    # the position go in as arrays, so one program serves every word and mask position
+    words = tuple(None if i is None else jnp.asarray(i, jnp.int32) for i in (position, target_id, contrast_id))
+    found = compiled.forward(model, (embeddings, attention_mask, token_type_ids, *words), {"quantity": quantity},
+                             function=masked_quantity, values_now=True)
+    if found is compiled.EAGER:  # traced (the program's step), or a training model
+        with model.as_root():
+            found = masked_quantity(model, embeddings, attention_mask, token_type_ids, position, target_id,
+                                    contrast_id, quantity)
+    value, hidden_states = found
     # weights are constants here: no kernel runs for them
     value.backprop(values_to_compute=values, inputs=[embeddings])
-    return value, embeddings, out.hidden_states
+    return value, embeddings, hidden_states
 
 
-def encoder_output(model, embeddings, attention_mask, token_type_ids):
-    """The encoder on the input embeddings, with every hidden state (a root call of `model`: paths from it)."""
-    return model.bert(inputs_embeds=embeddings, attention_mask=attention_mask, token_type_ids=token_type_ids,
-                      output_hidden_states=True)
+def masked_quantity(model, embeddings, attention_mask, token_type_ids, position, target_id, contrast_id, quantity):
+    """(q, the hidden states) from the input embeddings: the encoder, then the head at the mask
+    (a root call of `model`: paths from it)."""
+    out = model.bert(inputs_embeds=embeddings, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                     output_hidden_states=True)
+    return quantity_at_mask(model, out.last_hidden_state, position, target_id, contrast_id, quantity), out.hidden_states
 
 
 def quantity_at_mask(model, last_hidden_state, position, target_id, contrast_id, quantity):

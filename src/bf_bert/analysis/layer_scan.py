@@ -15,12 +15,11 @@ import jax
 import jax.numpy as jnp
 
 import brunoflow as bf
-from brunoflow.ad import node as node_module
 from brunoflow.ad.backprop import backprop, states_of
-from brunoflow.ad.replay import rebuild, record
+from brunoflow.ad.replay import mark, rebuild, record
 from brunoflow.net.module import parameter_values
 
-from .program import Output, _last_node_per_module, assemble_read_out, layer_read_out
+from .program import Output, last_node_per_module, assemble_read_out, layer_read_out
 
 
 def scannable(model):
@@ -83,7 +82,7 @@ def scanned_step(model, quantity, has_contrast, values):
             def forward(hidden, layer_weights):
                 with template.using_parameters(layer_weights):
                     layer_input = bf.Node(hidden)
-                    first = next(node_module._creation_order)
+                    first = mark()
                     output, _ = template(layer_input, extended_mask)
                     recorded["layer"], consts, made = record(output, layer_params, [layer_input], first, module_paths)
                 return output.val, (hidden, [n.val for n in made], consts)
@@ -100,7 +99,7 @@ def scanned_step(model, quantity, has_contrast, values):
                     output, _ = rebuild(recorded["layer"], layer_params, [layer_input], modules, consts, {}, [],
                                         lambda k, recipe: node_values[k])
                     backprop(output, values, inputs=[layer_input], seed=state)
-                    attention_output = _last_node_per_module(output)[f"{layer_path}.attention.output.LayerNorm"]
+                    attention_output = last_node_per_module(output)[f"{layer_path}.attention.output.LayerNorm"]
                     columns = layer_read_out(layer_input, attention_output, layer_path)
                 # the carry keeps its types (a state made from Python ints may come out weakly typed)
                 return jax.tree.map(lambda new, old: new.astype(old.dtype), states_of(layer_input, values), state), columns

@@ -66,7 +66,7 @@ class Readout(NamedTuple):
 
 def read_out(model, value, embeddings, hidden_states) -> Readout:
     """The Readout of one backprop from `value` (batch row 0), as device arrays, no host reads."""
-    last = _last_node_per_module(value)
+    last = last_node_per_module(value)
     per_layer = []
     for layer in range(model.config.num_hidden_layers):
         layer_path = f"{model.base_model_prefix}.encoder.layer.{layer}"
@@ -106,7 +106,7 @@ def _share_and_entropy(a, h):
     return a.ratio(a.sum(0)[None]), scaled.entropy(a, h)
 
 
-def _last_node_per_module(root):
+def last_node_per_module(root):
     """module path → the last node made there (a module's output), over the whole graph."""
     last = {}
     for node in sorted(ancestors(root), key=lambda n: n._order):

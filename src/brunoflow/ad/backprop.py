@@ -12,6 +12,7 @@ import weakref
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from . import profile
 from .node import Node, register_semiring_fields, value_of
@@ -181,17 +182,25 @@ _COMPILERS = (concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count(), 
 
 
 def _warm(kernel, node, xs, distinct, first, consumer, semirings, x64):
-    """Compile `kernel` by running it once on the node's real inputs and stand-in states (the
-    seeds: same structure, shapes and dtypes as the sweep's; None where the sweep has none yet),
-    with the sweep's float64 setting. Any error is left for the sweep's own call to raise."""
+    """Compile `kernel` by running it once on the node's real inputs and stand-in states (zeros
+    shaped as the seeds: the sweep's structure, shapes and dtypes; None where the sweep has none
+    yet), with the sweep's float64 setting. Any error is left for the sweep's own call to raise."""
     try:
         with jax.enable_x64(x64):
-            stand_in = tuple(tuple(s.seed(node.val)) for s in semirings)
-            acc = tuple(tuple(None if none else tuple(s.seed(u.val)) for s, none in zip(semirings, nones))
+            stand_in = tuple(_zeros_like_seed(s, node.val) for s in semirings)
+            acc = tuple(tuple(None if none else _zeros_like_seed(s, u.val) for s, none in zip(semirings, nones))
                         for u, nones in zip(distinct, first))
             jax.block_until_ready(kernel(xs, node.val, stand_in, acc, consumer))
     except Exception:
         pass
+
+
+def _zeros_like_seed(semiring, value):
+    """Zeros shaped as the semiring's seed, put on the device from the host: made eagerly, the
+    seed itself would compile a fill kernel for every new shape (and a kernel called on host
+    arrays would compile a variant of its own)."""
+    shapes = jax.eval_shape(lambda v: tuple(semiring.seed(v)), value)
+    return jax.tree.map(lambda a: jax.device_put(np.zeros(a.shape, a.dtype)), shapes)
 
 
 def _seed(root, semirings):

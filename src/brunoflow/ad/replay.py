@@ -19,6 +19,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from . import node as node_module
 from .backprop import ancestors
 from .node import Node
 
@@ -57,6 +58,12 @@ def _aval(x):
 
 def _is_traced(x):
     return isinstance(x, jax.core.Tracer)
+
+
+def mark():
+    """The creation counter now: `record` keeps the nodes made after it (take it after making the
+    stand-ins of the caller's Nodes)."""
+    return next(node_module._creation_order)
 
 
 def record(result, params, inputs, first_order, module_paths):

@@ -30,9 +30,8 @@ import weakref
 import jax
 import numpy as np
 
-from ..ad import node as node_module
 from ..ad.node import Deferred, Node
-from ..ad.replay import CONST, TRACED, NotReplayable, match, rebuild, record, returned_arrays
+from ..ad.replay import CONST, TRACED, NotReplayable, mark, match, rebuild, record, returned_arrays
 
 EAGER = object()  # returned when a call must run eagerly
 
@@ -252,7 +251,7 @@ def _run(network, function, treedef, kinds, param_vals, array_vals, node_vals):
     arrays, nodes = iter(array_vals), iter(stand_ins)
     leaves = [next(nodes) if k[0] == "node" else next(arrays) if k[0] == "array" else k[2] for k in kinds]
     args, kwargs = jax.tree_util.tree_unflatten(treedef, leaves)
-    first = next(node_module._creation_order)
+    first = mark()
     with network.using_parameters(param_vals), network.as_root():
         call = network.forward if function is None else (lambda *a, **k: function(network, *a, **k))
         return call(*args, **kwargs), stand_ins, first
