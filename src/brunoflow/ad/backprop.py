@@ -216,10 +216,12 @@ def _given_seed(root, semirings, seed):
     if len(seed) != len(semirings):
         raise ValueError(f"backprop(seed=...): {len(seed)} states for {len(semirings)} semirings {semirings}")
     for semiring, state in zip(semirings, seed):
-        expected = jax.tree.structure(tuple(semiring.seed(root.val)))
-        if jax.tree.structure(state) != expected:
-            raise ValueError(f"backprop(seed=...): the state given for {semiring!r} is not shaped as its seed "
-                             f"({jax.tree.structure(state)} vs {expected})")
+        expected = jax.eval_shape(lambda v: tuple(semiring.seed(v)), root.val)
+        if jax.tree.structure(state) != jax.tree.structure(expected) or any(
+                jnp.shape(a) != b.shape for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(expected))):
+            got = jax.tree.map(jnp.shape, state)
+            raise ValueError(f"backprop(seed=...): the state given for {semiring!r} is not shaped as its seed at "
+                             f"{root!r}: got {got}, expected {jax.tree.map(lambda a: a.shape, expected)}")
     return seed
 
 

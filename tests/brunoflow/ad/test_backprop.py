@@ -310,5 +310,7 @@ def test_a_seed_that_is_not_a_state_of_the_semirings_is_refused():
         backprop(root, ("grad",), seed=((jnp.ones(()),), (jnp.ones(()),)))
     with pytest.raises(ValueError, match="not shaped as its seed"):
         backprop(root, ("max_grad",), seed=((jnp.ones(()),),))
+    with pytest.raises(ValueError, match=r"not shaped as its seed.*got \(\(3,\),\)"):
+        backprop(root, ("grad",), seed=((jnp.ones(3),),))
     root.backprop(("grad",))  # the model is still usable
     assert x.grad is not None
