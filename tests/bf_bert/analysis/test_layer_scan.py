@@ -3,13 +3,12 @@
 import jax
 import numpy as np
 import pytest
-import torch
-from transformers import BertConfig, BertForMaskedLM, BFBertForMaskedLM
+from transformers import BFBertForMaskedLM
 
 from bf_bert.analysis.layer_scan import StackedWeights, scannable, scanned_step
 from bf_bert.analysis.program import Program, parameters_of
 
-from ..tiny import minilm_tokenizer
+from ..tiny import minilm_tokenizer, tiny_torch_masked_lm
 
 VALUES = ("grad", "abs_val_grad", "entropy", "max_grad")
 
@@ -18,15 +17,8 @@ VALUES = ("grad", "abs_val_grad", "entropy", "max_grad")
 def model(tmp_path_factory):
     """Three layers, so one is between two others; weights off their init so nothing is symmetric."""
     tokenizer = minilm_tokenizer()
-    torch.manual_seed(3)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
-                        intermediate_size=37)
-    torch_model = BertForMaskedLM(config)
-    with torch.no_grad():
-        for param in torch_model.parameters():
-            param.add_(0.05 * torch.randn_like(param))
     folder = tmp_path_factory.mktemp("scan")
-    torch_model.save_pretrained(folder)
+    tiny_torch_masked_lm(3, tokenizer, layers=3, perturb=0.05).save_pretrained(folder)
     return tokenizer, BFBertForMaskedLM.from_pretrained(folder)
 
 
