@@ -2,9 +2,9 @@
 programs kept next to it (exported, so a new process skips their trace).
 
 An explanation of a new length compiles its program and one small kernel per (op, shapes,
-semirings) of the top-path stage; that is most of a first run (the demo: 25 s on 2 cores, its
-explanation 16 s). JAX keeps what XLA compiled on disk, and the explanation programs are kept
-beside it: the demo's second run takes 10 s, its explanation 4 s.
+semirings) of the top-path stage; that is most of a first run (the demo: 20 s on 2 cores).
+JAX keeps what XLA compiled on disk, and the explanation programs are kept beside it: the demo's
+second run takes 8 s (both measured 2026-12-05).
 Only entry points turn it on; importing the library never changes a user's JAX settings.
 """
 

@@ -101,8 +101,7 @@ def scanned_step(model, quantity, has_contrast, values):
                     backprop(output, values, inputs=[layer_input], seed=state)
                     attention_output = last_node_per_module(output)[f"{layer_path}.attention.output.LayerNorm"]
                     columns = layer_read_out(layer_input, attention_output, layer_path)
-                # the carry keeps its types (a state made from Python ints may come out weakly typed)
-                return jax.tree.map(lambda new, old: new.astype(old.dtype), states_of(layer_input, values), state), columns
+                return states_of(layer_input, values), columns  # kernels keep every state's dtype (_keep_dtype)
 
             state, columns = jax.lax.scan(backward, states_of(top, values), (stacked, saved), reverse=True)
             backprop(embedded, values, inputs=[embeddings], seed=state)
