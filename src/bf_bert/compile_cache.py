@@ -13,6 +13,8 @@ import hashlib
 import os
 import warnings
 
+from brunoflow.ad import kernel_store
+
 
 def enable_compilation_cache():
     """Use $JAX_COMPILATION_CACHE_DIR if set, else $BF_BERT_CACHE/jax or ~/.cache/bf_bert/jax."""
@@ -28,6 +30,8 @@ def enable_compilation_cache():
     # every one is kept, wherever the cache folder came from
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    # ...and a new process loads the top-path stage's kernels without tracing them
+    kernel_store.keep_kernels(True)
     return path
 
 
@@ -85,14 +89,8 @@ def _code_version():
 
     import brunoflow
 
-    digest = hashlib.sha256(transformers.__version__.encode())
     overlay = os.path.dirname(transformers.__file__)
-    files = [(package, os.path.join(root, name))
-             for package in (os.path.dirname(brunoflow.__file__), os.path.dirname(__file__))
-             for root, _, names in os.walk(package) for name in names if name.endswith(".py")]
-    files += [(overlay, os.path.join(root, name)) for root, _, names in os.walk(overlay) for name in names
-              if name.endswith(".py") and (name.startswith("modeling_bf_") or name.startswith("bf_"))]
-    for package, path in sorted(files, key=lambda pair: pair[1]):
-        with open(path, "rb") as f:  # names relative to the package: two installs of one tree agree
-            digest.update(os.path.relpath(path, os.path.dirname(package)).encode() + f.read())
-    return digest.hexdigest()
+    files = [(overlay, os.path.join(root, name)) for root, _, names in os.walk(overlay) for name in names
+             if name.endswith(".py") and (name.startswith("modeling_bf_") or name.startswith("bf_"))]
+    sources = kernel_store.source_digest([os.path.dirname(brunoflow.__file__), os.path.dirname(__file__)], files)
+    return hashlib.sha256((transformers.__version__ + sources).encode()).hexdigest()

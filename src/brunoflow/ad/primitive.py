@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import tropical
+from . import kernel_store, tropical
 from .node import Node, as_array, value_of
 from .tropical import MAX_TIMES
 
@@ -278,8 +278,21 @@ def backward_kernel(prim, static, semirings, groups, first, arrays):
             results.append(tuple(per_semiring))
         return tuple(results)
 
-    fn = _backward_cache[key] = jax.jit(_named(kernel, f"backward_{prim.name}"))
+    fn = jax.jit(_named(kernel, f"backward_{prim.name}"))
+    code = (prim.impl, prim.rule, prim.constant, getattr(prim, "relation", None), *(type(s) for s in semirings))
+    if all(_known_code(c) for c in code if callable(c)):  # else a process could mean other code by the same name
+        fn = kernel_store.stored(fn, ("backward", prim.family, prim.name, key[1],
+                                      tuple(type(s).__qualname__ for s in semirings), groups, first, key[5]))
+    _backward_cache[key] = fn
     return fn
+
+
+def _known_code(code):
+    """Whether a function or class is brunoflow's, JAX's or numpy's: the kernel store's key names
+    their versions (brunoflow's by a digest of its source); a user's op or semiring could change
+    between processes under the same name."""
+    module = getattr(code, "__module__", None) or ""
+    return module.split(".")[0] in ("brunoflow", "jax", "jaxlib", "numpy")
 
 
 def _keep_dtype(state, x):

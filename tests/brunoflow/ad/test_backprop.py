@@ -256,16 +256,22 @@ def test_grads_keep_the_leaf_dtype_next_to_a_wider_constant():
         np.testing.assert_array_equal(x.grad, [1.0, -2.0])
 
 
+@pytest.mark.parametrize("stored", [False, True])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_every_new_kernel_compiles_once_though_the_pool_compiles_it_ahead_of_the_sweep(dtype):
+def test_every_new_kernel_compiles_once_though_the_pool_compiles_it_ahead_of_the_sweep(dtype, stored, tmp_path,
+                                                                                       monkeypatch):
     """The sweep's kernels start compiling in a thread pool on stand-in states; if those differed
     from the sweep's own in anything jit keys on (a weakly typed pointer, a missing state, the
     float64 setting, which `jax.enable_x64` makes per thread), the sweep would compile each kernel
-    a second time."""
-    from brunoflow.ad import primitive
+    a second time. Kernels kept on disk (`kernel_store`) compile once too: a call typed unlike
+    the executable's would fall back to jit and compile there."""
+    from brunoflow.ad import kernel_store, primitive
 
+    monkeypatch.setattr(kernel_store, "folder", (lambda: str(tmp_path)) if stored else (lambda: None))
     rng = np.random.default_rng(5)
     shapes = ((7, 11), (11, 13), (13, 3)) if dtype == "float32" else ((6, 10), (10, 12), (12, 3))  # new kernels
+    if stored:
+        shapes = tuple((a + 2, b + 2) for a, b in shapes[:2]) + ((shapes[2][0] + 2, 3),)
     with jax.enable_x64(dtype == "float64"):
         x, w1, w2 = (bf.Node(rng.normal(size=s).astype(dtype)) for s in shapes)
         root = _mlp(x, w1, w2) + (x * x).sum()
@@ -273,8 +279,14 @@ def test_every_new_kernel_compiles_once_though_the_pool_compiles_it_ahead_of_the
         root.backprop(values_to_compute=("grad", "abs_val_grad", "entropy", "max_grad", "max_path"))
         assert root.val.dtype == dtype
     new = list(primitive._backward_cache.values())[before:]
-    assert len(new) > 1
-    assert [kernel._cache_size() for kernel in new] == [1] * len(new)
+    assert len(new) > 1 and all(isinstance(k, kernel_store.StoredKernel) == stored for k in new)
+
+    def compiles(kernel):
+        if stored:
+            return len(kernel._compiled) + kernel.jitted._cache_size()
+        return kernel._cache_size()
+
+    assert [compiles(kernel) for kernel in new] == [1] * len(new)
 
 
 ALL_VALUES = ("grad", "abs_val_grad", "entropy", "max_grad", "max_path")
