@@ -11,7 +11,9 @@ model in float32, with explain.py's agreement sentence of `seq` tokens (q = logi
 
 Per process: the wall time of the first `explain` call (model and tokenizer already loaded; loading
 is reported apart), the time of a second `explain` of another text of the same bucket (no compile),
-brunoflow's kernel-cache misses of the first call, and the process's peak RSS.
+brunoflow's kernel-cache misses of the first call (kernels new to the process: compiled, or loaded
+from the disk cache), how many backward kernels the disk cache keeps after it, and the process's
+peak RSS.
 
   .venv/bin/python benchmarks/explain_cold.py             # seq 16 and 128 (~4 min on 2 cores)
   .venv/bin/python benchmarks/explain_cold.py --seqs 16   # one length
@@ -78,7 +80,10 @@ def measure(seq, cache_dir):
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode:
         raise RuntimeError(f"seq {seq} child failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    row = json.loads(done.stdout.strip().splitlines()[-1])
+    kept = os.path.join(cache_dir, "bf_kernels") if cache_dir else None
+    row["kernels_on_disk"] = len(os.listdir(kept)) if kept and os.path.isdir(kept) else 0
+    return row
 
 
 def main():
@@ -100,7 +105,8 @@ def main():
         results[str(seq)] = rows
         for mode, row in rows.items():
             print(f"seq {seq:4d} | {mode:20s} | first explain {row['first_explain_s']:7.2f} s | second (same bucket) "
-                  f"{row['second_explain_s']:6.2f} s | {row['kernel_misses']:4d} kernel compiles | load "
+                  f"{row['second_explain_s']:6.2f} s | {row['kernel_misses']:4d} kernels new to the process, "
+                  f"{row['kernels_on_disk']:3d} kept on disk | load "
                   f"{row['load_s']:5.1f} s | peak RSS {row['peak_rss_mb']:6.0f} MB", flush=True)
     machine = {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
                "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
