@@ -80,6 +80,43 @@ def run(model, input_ids, attention_mask, token_type_ids, position, target_id, c
     return value, embeddings, hidden_states
 
 
+def run_batch(model, input_ids, attention_mask, token_type_ids, positions, target_ids, contrast_ids, quantity,
+              values=("max_path",)):
+    """`run` for a batch (B, L) of sentences, each with its own mask position and words, as one
+    graph and one backprop: from the sentences' q stacked (B,), with every element seeded.
+    Sentences share no path, so each one's states and top path are what `run` would give it
+    alone, while the batch's ops dispatch once. Returns (the stacked q, the embeddings leaf
+    (B, L, H), per sentence its (1, L, H) row of the encoder's output and its q, hidden states).
+    The rows and the stack are the batch's own nodes: a sentence's graph as `run` builds it is
+    the rest."""
+    table = model.get_input_embeddings().weight.val
+    embeddings = bf.Node(jnp.take(table, jnp.asarray(input_ids), axis=0), name="inputs_embeds")
+    words = (jnp.asarray(positions, jnp.int32), jnp.asarray(target_ids, jnp.int32),
+             None if contrast_ids is None else jnp.asarray(contrast_ids, jnp.int32))
+    found = compiled.forward(model, (embeddings, attention_mask, token_type_ids, *words), {"quantity": quantity},
+                             function=masked_quantities, values_now=True)
+    if found is compiled.EAGER:
+        with model.as_root():
+            found = masked_quantities(model, embeddings, attention_mask, token_type_ids, *words, quantity)
+    stacked, rows, quantities, hidden_states = found
+    stacked.backprop(values_to_compute=values, inputs=[embeddings])
+    return stacked, embeddings, rows, quantities, hidden_states
+
+
+def masked_quantities(model, embeddings, attention_mask, token_type_ids, positions, target_ids, contrast_ids,
+                      quantity):
+    """`masked_quantity` of each sentence of a batch: (the qs stacked, the rows, the qs, hidden states)."""
+    out = model.bert(inputs_embeds=embeddings, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                     output_hidden_states=True)
+    rows, quantities = [], []
+    for b in range(embeddings.shape[0]):
+        row = out.last_hidden_state[jnp.full((1,), b, jnp.int32)]  # an index array: one kernel for every row
+        rows.append(row)
+        quantities.append(quantity_at_mask(model, row, positions[b], target_ids[b],
+                                           None if contrast_ids is None else contrast_ids[b], quantity))
+    return F.stack(quantities), rows, quantities, out.hidden_states
+
+
 def masked_quantity(model, embeddings, attention_mask, token_type_ids, position, target_id, contrast_id, quantity):
     """(q, the hidden states) from the input embeddings: the encoder, then the head at the mask
     (a root call of `model`: paths from it)."""

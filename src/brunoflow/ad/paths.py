@@ -200,7 +200,7 @@ def trace_top_path(node, flat_index, track="max"):
         raise ValueError(f"track must be 'max' or 'min', not {track!r}")
     if node.max_path_of_output_wrt_node is None:
         raise ValueError("trace_top_path needs backprop(values_to_compute=(..., 'max_path')) first")
-    nodes = _reachable_consumers(node)
+    nodes = path_nodes(node)
     if not isinstance(node.max_path_of_output_wrt_node[0], jax.core.Tracer):
         return _from_walk(nodes, node, flat_index, track)
     return _traced_walk(nodes, flat_index, track)
@@ -263,7 +263,7 @@ def _from_walk(nodes, node, flat_index, track):
     return PathTrace(nodes, jnp.asarray(positions, jnp.int32), jnp.asarray(values, dtype))
 
 
-def _reachable_consumers(node):
+def path_nodes(node):
     """node and every node downstream of it through recorded consumers, in creation order."""
     seen, stack = {id(node): node}, [node]
     while stack:
