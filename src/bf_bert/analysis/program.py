@@ -243,9 +243,9 @@ class Program:
         # the stage's own kernels compile here: the two compiles overlap
         program = self._jitted.executable(args, run_once=True)
         output = program.result()(*args) if program.done() else None
-        rows = [np.asarray(a) for a in args[1:]]
+        arrays = [np.asarray(a) for a in args[1:]]
         chunk = max(1, _STAGE_TOKENS // ids.shape[1])
-        parts = [self._max_path_rows(params, *(a[start:start + chunk] for a in rows))
+        parts = [self._max_path_rows(params, *(a[start:start + chunk] for a in arrays))
                  for start in range(0, len(ids), chunk)]
         top_path, positions, values = (np.concatenate(column) for column in zip(*parts))
         if output is None:
@@ -319,10 +319,13 @@ def _batch_layout(shared, heads, hidden_states, batch):
                                "stage needs every encoder node to keep the sentences apart on axis 0")
     if any(len(head) != len(heads[0]) for head in heads):
         raise RuntimeError("the sentences of a batch built heads of different sizes")
-    entry = lambda n, shape: (n.module_path, n.op.name if n.op else "inputs_embeds", shape)  # noqa: E731
-    nodes = [entry(n, (1, *n.shape[1:])) for n in shared] + [entry(n, tuple(n.shape)) for n in heads[0]]
+    nodes = [_entry(n, (1, *n.shape[1:])) for n in shared] + [_entry(n, tuple(n.shape)) for n in heads[0]]
     where = {id(n): k for k, n in enumerate(shared)}
     return PathLayout(nodes, [where[id(h)] for h in hidden_states[:-1]])
+
+
+def _entry(node, shape):
+    return node.module_path, node.op.name if node.op else "inputs_embeds", shape
 
 
 class _Jitted:

@@ -23,6 +23,7 @@ import numpy as np
 from jax.experimental import serialize_executable
 
 _enabled = False
+_listening = False
 # JAX's cache hits, per thread: an executable JAX loaded from its own cache serializes without
 # its code (a process that loads it fails with "Function ... not found"), so only fresh
 # compiles are kept
@@ -31,9 +32,10 @@ _hits = threading.local()
 
 def keep_kernels(on=True):
     """Keep backward kernels in JAX's persistent cache folder (when one is set and enabled)."""
-    global _enabled
-    if on and not _enabled:
+    global _enabled, _listening
+    if on and not _listening:  # JAX keeps listeners for the process: one is enough
         jax.monitoring.register_event_listener(_count_hit)
+        _listening = True
     _enabled = bool(on)
 
 
