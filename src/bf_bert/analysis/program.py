@@ -20,10 +20,10 @@ import numpy as np
 import brunoflow as bf
 from brunoflow.ad import scaled
 from brunoflow.ad.backprop import ancestors
-from brunoflow.ad.paths import path_nodes, top_path
 from brunoflow.ad.primitive import signature
 
 from ..compile_cache import exported_program
+from . import top_path_stage
 from ..explanation import ATTENTION_BRANCHES, MLP_BRANCHES
 
 # consumer module path, relative to its layer → the branch it is
@@ -168,24 +168,10 @@ def branch_max_path(node, layer_path):
     return jnp.stack([best.get(b, absent) for b in ATTENTION_BRANCHES], axis=-1)
 
 
-# The top-path stage keeps every node's states for the walk: a batch sweeps at most this many
-# tokens at once (e.g. 16 sentences of 16, 2 of 128, 1 of 512), where batching still saves
-# dispatches (a stage at 16 tokens is mostly dispatch) and memory stays near one sentence's
-_STAGE_TOKENS = 256
-
 # (architecture, quantity, has_contrast, values) → Program. A program traces the first model of
 # an architecture (only its structure: its weights are swapped for the arguments), so that
 # model is kept alive here for the process.
 _PROGRAMS = {}
-
-
-class PathLayout(NamedTuple):
-    """What the top-path arrays of one padded length index: per node that the path may cross
-    (creation order), its module path, op name and shape; and per layer, which of those nodes
-    is the layer's input (hidden_states[layer])."""
-
-    nodes: list
-    layer_inputs: list
 
 
 class Output(NamedTuple):
@@ -209,7 +195,7 @@ class Program:
     sentences (with the layers scanned where `layer_scan.scannable`), which XLA compiles once
     per (batch size, padded length) and the persistent
     compilation cache keeps across processes; then, when max_path is asked for, the exact top
-    path as its own stage, the batch swept at once with each op's cached kernel (`_max_path_rows`).
+    path as its own stage (`top_path_stage`), the batch swept at once with each op's cached kernel.
 
     Call: (params, ids, mask, token_types, positions, target_ids, contrast_ids) → Output, with
     params = [p.val for p in model.parameters()], ids/mask/token_types (B, L) int32 and
@@ -243,11 +229,8 @@ class Program:
         # the stage's own kernels compile here: the two compiles overlap
         program = self._jitted.executable(args, run_once=True)
         output = program.result()(*args) if program.done() else None
-        arrays = [np.asarray(a) for a in args[1:]]
-        chunk = max(1, _STAGE_TOKENS // ids.shape[1])
-        parts = [self._max_path_rows(params, *(a[start:start + chunk] for a in arrays))
-                 for start in range(0, len(ids), chunk)]
-        top_path, positions, values = (np.concatenate(column) for column in zip(*parts))
+        top_path, positions, values, self.layouts[ids.shape[1]] = top_path_stage.run(
+            self._model, self.quantity, self._has_contrast, params, *(np.asarray(a) for a in args[1:]))
         if output is None:
             output = program.result()(*args)
         return Output(output.readout._replace(top_path=jnp.asarray(top_path)), jnp.asarray(positions),
@@ -270,63 +253,6 @@ class Program:
 
         step.__name__ = step.__qualname__ = f"explain_{quantity}"
         return step
-
-    def _max_path_rows(self, params, ids, mask, token_types, positions, target_ids, contrast_ids):
-        """The exact top path of every sentence of a batch: a forward and a max_path-only backprop
-        for the whole batch, op by op (`explain.run_batch`: its ops dispatch once, not once per
-        sentence), then a walk per sentence. Returns (top_path (B, L), path positions and values
-        (B, N)), the path arrays indexed as `layouts[L]` says: the nodes of one sentence's graph
-        as `explain.run` builds it, so a sentence's path does not depend on its batch.
-
-        As one XLA program MiniLM's max_path step compiles for ~50 s (the six layers' max-times
-        code is not shared) and runs ~0.6 s at 128 tokens; op by op, the layers share their
-        kernels, which also serve every later length's walk and are cached on disk."""
-        from ..explain import run_batch
-        model = self._model
-        with model.using_parameters(params):
-            _, embeddings, rows, quantities, hidden_states = run_batch(
-                model, ids, mask, token_types, positions, target_ids, contrast_ids if self._has_contrast else None,
-                self.quantity)
-            best = np.asarray(embeddings.max_path_of_output_wrt_node[0])  # (B, L, H): small, read once
-            nodes = path_nodes(embeddings)
-            shared = [n for n in nodes if n._order < rows[0]._order]  # the batch's encoder, embeddings included
-            heads = [[n for n in nodes if row._order < n._order <= q._order] for row, q in zip(rows, quantities)]
-            layout = _batch_layout(shared, heads, hidden_states, len(ids))
-            self.layouts[ids.shape[1]] = layout
-            in_layout = {id(n): k for k, n in enumerate(shared)}
-            paths = np.full((len(ids), len(layout.nodes)), -1, np.int32)
-            values = np.full(paths.shape, np.nan, best.dtype)
-            for b, head in enumerate(heads):
-                rows_of_sentence = {**in_layout, **{id(n): len(shared) + k for k, n in enumerate(head)}}
-                start = np.unravel_index(np.argmax(np.where(mask[b][:, None] > 0, best[b], -np.inf)), best[b].shape)
-                for hop in top_path(embeddings, (b, *start)):
-                    k = rows_of_sentence.get(id(hop.node))
-                    if k is None:
-                        continue  # the batch's own nodes: this sentence's row, the stack of the qs
-                    shape = layout.nodes[k][2]  # a shared node's batch axis is 1 there: its own row's index
-                    index = (0, *hop.index[1:]) if k < len(shared) else hop.index
-                    paths[b, k] = np.ravel_multi_index(index, shape) if shape else 0
-                    values[b, k] = hop.value
-        return best.max(-1), paths, values
-
-
-def _batch_layout(shared, heads, hidden_states, batch):
-    """One sentence's PathLayout from a batch's graph: its shared nodes with the batch axis as 1,
-    then the first sentence's head (every sentence's has the same nodes)."""
-    for n in shared:
-        if n.shape[0] != batch:
-            raise RuntimeError(f"{n!r} on the top path has no leading batch axis of {batch}: the batched top-path "
-                               "stage needs every encoder node to keep the sentences apart on axis 0")
-    if any(len(head) != len(heads[0]) for head in heads):
-        raise RuntimeError("the sentences of a batch built heads of different sizes")
-    nodes = [_entry(n, (1, *n.shape[1:])) for n in shared] + [_entry(n, tuple(n.shape)) for n in heads[0]]
-    where = {id(n): k for k, n in enumerate(shared)}
-    return PathLayout(nodes, [where[id(h)] for h in hidden_states[:-1]])
-
-
-def _entry(node, shape):
-    return node.module_path, node.op.name if node.op else "inputs_embeds", shape
-
 
 class _Jitted:
     """A jitted program's executables per argument signature, each compiled in a background

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from transformers import BFBertForMaskedLM
 
-from bf_bert.analysis import program as program_module
+from bf_bert.analysis import top_path_stage
 from bf_bert.analysis.program import compiled_program, parameters_of
 from bf_bert.explain import VALUES, encode, pad_to_bucket, word_id
 
@@ -38,7 +38,7 @@ def arrays(tokenizer, rows):
 def test_a_batch_gives_every_sentence_the_path_it_has_alone(model_and_tokenizer, quantity, stage_tokens, monkeypatch):
     """Also in chunks: with 32 tokens a sweep, the three 16-token rows go as two and one."""
     model, tokenizer = model_and_tokenizer
-    monkeypatch.setattr(program_module, "_STAGE_TOKENS", stage_tokens)
+    monkeypatch.setattr(top_path_stage, "STAGE_TOKENS", stage_tokens)
     rows = [(text, *words) for text, words in zip(TEXTS, WORDS)]
     with jax.enable_x64(True):
         program = compiled_program(model, quantity, True, VALUES)
