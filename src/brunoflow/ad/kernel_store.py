@@ -24,6 +24,7 @@ from jax.experimental import serialize_executable
 
 _enabled = False
 _listening = False
+_unwritable = set()
 # JAX's cache hits, per thread: an executable JAX loaded from its own cache serializes without
 # its code (a process that loads it fails with "Function ... not found"), so only fresh
 # compiles are kept
@@ -110,10 +111,12 @@ class StoredKernel:
             return None
         try:
             with open(path, "rb") as f:
-                payload, in_tree, out_tree = pickle.load(f)
-            return serialize_executable.deserialize_and_load(payload, in_tree, out_tree)
-        except FileNotFoundError:
+                data = f.read()
+        except OSError:  # not kept yet, or a folder that cannot be read: compiled as usual
             return None
+        try:
+            payload, in_tree, out_tree = pickle.loads(data)
+            return serialize_executable.deserialize_and_load(payload, in_tree, out_tree)
         except Exception as err:  # a corrupt or foreign file: removed, and the kernel compiled again
             warnings.warn(f"ignoring the unreadable kernel {path}: {err}")
             try:
@@ -143,7 +146,10 @@ def _write(path, data):
             f.write(data)
         os.replace(partial, path)  # readers see a whole file or none
     except OSError as err:
-        warnings.warn(f"could not keep a compiled kernel in {os.path.dirname(path)}: {err}")
+        folder_of = os.path.dirname(path)
+        if folder_of not in _unwritable:  # once per folder: a sweep writes ~50 kernels
+            _unwritable.add(folder_of)
+            warnings.warn(f"could not keep compiled kernels in {folder_of} (they stay in memory): {err}")
 
 
 def _digest(text):

@@ -123,3 +123,26 @@ def test_stable_texts_name_values_not_objects():
         except TypeError:
             continue
         raise AssertionError(f"{unstable!r} got a stable text")
+
+
+def test_a_folder_that_cannot_be_written_warns_once_and_the_sweep_runs(tmp_path, monkeypatch):
+    import warnings
+
+    import brunoflow as bf
+    from brunoflow.ad import primitive
+
+    blocker = tmp_path / "a file"
+    blocker.write_text("not a folder")
+    monkeypatch.setattr(kernel_store, "folder", lambda: str(blocker / "bf_kernels"))
+    monkeypatch.setattr(primitive, "_backward_cache", {})  # kernels made again, stored this time
+    rng = np.random.default_rng(2)
+    x, w = bf.Node(rng.normal(size=(2, 3)).astype(np.float32)), bf.Node(rng.normal(size=(3, 4)).astype(np.float32))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        root = bf.func.tanh(x @ w).sum()
+        root.backprop(values_to_compute=("grad", "max_path"))
+    kept = [w for w in caught if "could not keep compiled kernels" in str(w.message)]
+    assert len(kept) == 1 and len(caught) == 1  # nothing else: a folder that is not there is not an error
+    assert any(isinstance(k, kernel_store.StoredKernel) for k in primitive._backward_cache.values())
+    expected = (1 - np.tanh(np.asarray(x.val) @ np.asarray(w.val)) ** 2) @ np.asarray(w.val).T
+    np.testing.assert_allclose(np.asarray(x.grad), expected, rtol=1e-5)
