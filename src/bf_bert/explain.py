@@ -62,21 +62,11 @@ def run(model, input_ids, attention_mask, token_type_ids, position, target_id, c
 
     Array arguments may be traced: the position and ids index through gathers, not Python ints.
     """
-    table = model.get_input_embeddings().weight.val
-    embeddings = bf.Node(jnp.take(table, jnp.asarray(input_ids), axis=0), name="inputs_embeds")
     # eagerly (the top-path stage), the forward is one compiled program, not a kernel per op: one
     # compile for a new length, not ~90, and one program to load from the disk cache. The ids and
     # the position go in as arrays, so one program serves every word and mask position
-    words = tuple(None if i is None else jnp.asarray(i, jnp.int32) for i in (position, target_id, contrast_id))
-    found = compiled.forward(model, (embeddings, attention_mask, token_type_ids, *words), {"quantity": quantity},
-                             function=masked_quantity, values_now=True)
-    if found is compiled.EAGER:  # traced (the program's step), or a training model
-        with model.as_root():
-            found = masked_quantity(model, embeddings, attention_mask, token_type_ids, position, target_id,
-                                    contrast_id, quantity)
-    value, hidden_states = found
-    # weights are constants here: no kernel runs for them
-    value.backprop(values_to_compute=values, inputs=[embeddings])
+    embeddings, (value, hidden_states) = _swept(model, masked_quantity, input_ids, attention_mask, token_type_ids,
+                                                (position, target_id, contrast_id), quantity, values)
     return value, embeddings, hidden_states
 
 
@@ -89,18 +79,27 @@ def run_batch(model, input_ids, attention_mask, token_type_ids, positions, targe
     (B, L, H), per sentence its (1, L, H) row of the encoder's output and its q, hidden states).
     The rows and the stack are the batch's own nodes: a sentence's graph as `run` builds it is
     the rest."""
+    embeddings, (stacked, rows, quantities, hidden_states) = _swept(
+        model, masked_quantities, input_ids, attention_mask, token_type_ids, (positions, target_ids, contrast_ids),
+        quantity, values)
+    return stacked, embeddings, rows, quantities, hidden_states
+
+
+def _swept(model, function, input_ids, attention_mask, token_type_ids, words, quantity, values):
+    """(the embeddings leaf, what `function` returned) after a backprop from its first item: the
+    function runs as one compiled program, or eagerly when traced (a program's step) or training.
+    `words` (mask positions, target and contrast ids, None for no contrast) go in as int32 arrays."""
+    words = tuple(None if w is None else jnp.asarray(w, jnp.int32) for w in words)
     table = model.get_input_embeddings().weight.val
     embeddings = bf.Node(jnp.take(table, jnp.asarray(input_ids), axis=0), name="inputs_embeds")
-    words = (jnp.asarray(positions, jnp.int32), jnp.asarray(target_ids, jnp.int32),
-             None if contrast_ids is None else jnp.asarray(contrast_ids, jnp.int32))
-    found = compiled.forward(model, (embeddings, attention_mask, token_type_ids, *words), {"quantity": quantity},
-                             function=masked_quantities, values_now=True)
+    args = (embeddings, attention_mask, token_type_ids, *words)
+    found = compiled.forward(model, args, {"quantity": quantity}, function=function, values_now=True)
     if found is compiled.EAGER:
         with model.as_root():
-            found = masked_quantities(model, embeddings, attention_mask, token_type_ids, *words, quantity)
-    stacked, rows, quantities, hidden_states = found
-    stacked.backprop(values_to_compute=values, inputs=[embeddings])
-    return stacked, embeddings, rows, quantities, hidden_states
+            found = function(model, *args, quantity)
+    # weights are constants here: no kernel runs for them
+    found[0].backprop(values_to_compute=values, inputs=[embeddings])
+    return embeddings, found
 
 
 def masked_quantities(model, embeddings, attention_mask, token_type_ids, positions, target_ids, contrast_ids,

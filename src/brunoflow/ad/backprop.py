@@ -202,8 +202,12 @@ def _zeros_like_seed(semiring, value):
     """Zeros shaped as the semiring's seed, put on the device from the host: made eagerly, the
     seed itself would compile a fill kernel for every new shape (and a kernel called on host
     arrays would compile a variant of its own)."""
-    shapes = jax.eval_shape(lambda v: tuple(semiring.seed(v)), value)
-    return jax.tree.map(lambda a: jax.device_put(np.zeros(a.shape, a.dtype)), shapes)
+    return jax.tree.map(lambda a: jax.device_put(np.zeros(a.shape, a.dtype)), _seed_shapes(semiring, value))
+
+
+def _seed_shapes(semiring, value):
+    """The semiring's seed at `value` as shapes and dtypes, nothing computed."""
+    return jax.eval_shape(lambda v: tuple(semiring.seed(v)), value)
 
 
 def _seed(root, semirings):
@@ -219,7 +223,7 @@ def _given_seed(root, semirings, seed):
     if len(seed) != len(semirings):
         raise ValueError(f"backprop(seed=...): {len(seed)} states for {len(semirings)} semirings {semirings}")
     for semiring, state in zip(semirings, seed):
-        expected = jax.eval_shape(lambda v: tuple(semiring.seed(v)), root.val)
+        expected = _seed_shapes(semiring, root.val)
         if jax.tree.structure(state) != jax.tree.structure(expected) or any(
                 jnp.shape(a) != b.shape for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(expected))):
             got = jax.tree.map(jnp.shape, state)
