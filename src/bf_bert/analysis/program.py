@@ -20,6 +20,7 @@ import numpy as np
 import brunoflow as bf
 from brunoflow.ad import scaled
 from brunoflow.ad.backprop import ancestors
+from brunoflow.ad.compiler_options import fast_compile
 from brunoflow.ad.primitive import signature
 
 from ..compile_cache import exported_program
@@ -292,7 +293,7 @@ def _compile(lowered, args, x64):
     (~0.9 s for MiniLM's program read from the disk cache, against ~0.1 s later ones), which
     then happens off the caller's thread, while it runs the top-path stage."""
     with jax.enable_x64(x64):
-        executable = lowered.compile()
+        executable = lowered.compile(compiler_options=fast_compile())
         if args is not None:
             jax.block_until_ready(executable(*args))
     return executable

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import kernel_store, tropical
+from . import compiler_options, kernel_store, tropical
 from .node import Node, as_array, value_of
 from .tropical import MAX_TIMES
 
@@ -278,7 +278,9 @@ def backward_kernel(prim, static, semirings, groups, first, arrays):
             results.append(tuple(per_semiring))
         return tuple(results)
 
-    fn = jax.jit(_named(kernel, f"backward_{prim.name}"))
+    named = _named(kernel, f"backward_{prim.name}")
+    options = {} if getattr(prim, "contraction", False) else compiler_options.fast_compile()
+    fn = compiler_options.WithOptions(named, options) if options else jax.jit(named)
     code = (prim.impl, prim.rule, prim.constant, getattr(prim, "relation", None), *(type(s) for s in semirings))
     if all(_known_code(c) for c in code if callable(c)):  # else a process could mean other code by the same name
         fn = kernel_store.stored(fn, ("backward", prim.family, prim.name, key[1],
