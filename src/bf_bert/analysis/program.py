@@ -308,9 +308,23 @@ def _compile(lowered, args, x64):
     then happens off the caller's thread, while it runs the top-path stage."""
     with jax.enable_x64(x64):
         executable = lowered.compile(compiler_options=fast_compile())
-        if args is not None:
-            jax.block_until_ready(executable(*args))
-    return executable
+        first = None if args is None else (args, jax.block_until_ready(executable(*args)))
+    return _Loaded(executable, first)
+
+
+class _Loaded:
+    """An executable, and the output of the run that finished loading it: the caller that asked
+    for that run gets it on its first call with those very arguments (0.2 s less of a first
+    explanation at 128 tokens than running the program again)."""
+
+    def __init__(self, executable, first):
+        self.executable, self._first = executable, first
+
+    def __call__(self, *args):
+        first, self._first = self._first, None
+        if first is not None and len(args) == len(first[0]) and all(a is b for a, b in zip(args, first[0])):
+            return first[1]
+        return self.executable(*args)
 
 
 def architecture(model):
