@@ -71,21 +71,23 @@ def run(model, input_ids, attention_mask, token_type_ids, position, target_id, c
 
 
 def run_batch(model, input_ids, attention_mask, token_type_ids, positions, target_ids, contrast_ids, quantity,
-              values=("max_path",)):
+              values=("max_path",), prepare=False):
     """`run` for a batch (B, L) of sentences, each with its own mask position and words, as one
     graph and one backprop: from the sentences' q stacked (B,), with every element seeded.
     Sentences share no path, so each one's states and top path are what `run` would give it
     alone, while the batch's ops dispatch once. Returns (the stacked q, the embeddings leaf
     (B, L, H), per sentence its (1, L, H) row of the encoder's output and its q, hidden states).
     The rows and the stack are the batch's own nodes: a sentence's graph as `run` builds it is
-    the rest."""
-    embeddings, (stacked, rows, quantities, hidden_states) = _swept(
-        model, masked_quantities, input_ids, attention_mask, token_type_ids, (positions, target_ids, contrast_ids),
-        quantity, values)
+    the rest. `prepare`: only start compiling its forward (`compiled.forward`'s prepare); None."""
+    swept = _swept(model, masked_quantities, input_ids, attention_mask, token_type_ids,
+                   (positions, target_ids, contrast_ids), quantity, values, prepare)
+    if prepare:
+        return None
+    embeddings, (stacked, rows, quantities, hidden_states) = swept
     return stacked, embeddings, rows, quantities, hidden_states
 
 
-def _swept(model, function, input_ids, attention_mask, token_type_ids, words, quantity, values):
+def _swept(model, function, input_ids, attention_mask, token_type_ids, words, quantity, values, prepare=False):
     """(the embeddings leaf, what `function` returned) after a backprop from its first item: the
     function runs as one compiled program, or eagerly when traced (a program's step) or training.
     `words` (mask positions, target and contrast ids, None for no contrast) go in as int32 arrays."""
@@ -93,7 +95,10 @@ def _swept(model, function, input_ids, attention_mask, token_type_ids, words, qu
     table = model.get_input_embeddings().weight.val
     embeddings = bf.Node(jnp.take(table, jnp.asarray(input_ids), axis=0), name="inputs_embeds")
     args = (embeddings, attention_mask, token_type_ids, *words)
-    found = compiled.forward(model, args, {"quantity": quantity}, function=function, values_now=True)
+    found = compiled.forward(model, args, {"quantity": quantity}, function=function, values_now=True,
+                             prepare=prepare)
+    if prepare:
+        return None
     if found is compiled.EAGER:
         with model.as_root():
             found = function(model, *args, quantity)

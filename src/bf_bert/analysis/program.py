@@ -226,8 +226,12 @@ class Program:
         if not self._with_max_path:
             return self._jitted.executable(args, run_once=False).result()(*args)
         # A compiled program is dispatched first and runs on XLA's threads while this one runs
-        # the top-path stage; a new length's program compiles in a thread meanwhile instead, and
-        # the stage's own kernels compile here: the two compiles overlap
+        # the top-path stage. For a new shape, the stage's forward starts compiling in a thread
+        # while this one traces the program (Python: one core), then the program compiles in a
+        # thread while the stage's kernels compile here: the compiles overlap
+        if not self._jitted.has(args):
+            top_path_stage.prepare(self._model, self.quantity, self._has_contrast, params,
+                                   *(np.asarray(a) for a in args[1:]))
         program = self._jitted.executable(args, run_once=True)
         output = program.result()(*args) if program.done() else None
         top_path, positions, values, self.layouts[ids.shape[1]] = top_path_stage.run(
@@ -285,6 +289,10 @@ class _Jitted:
     def arrange(self, params):
         """The program's first argument from `parameters()` values (e.g. the layers' weights stacked)."""
         return params if self._arrange is None else self._arrange(params)
+
+    def has(self, args):
+        """Whether an executable for `args` is compiled or compiling."""
+        return (jax.tree.structure(args), signature(jax.tree.leaves(args))) in self.executables
 
     def executable(self, args, run_once):
         """A Future of the executable for `args`; `run_once`: also run it once on them in the thread

@@ -44,11 +44,23 @@ def run(model, quantity, has_contrast, params, ids, mask, token_types, positions
     return np.concatenate(top_paths), np.concatenate(paths), np.concatenate(values), layouts[0]
 
 
-def _rows(model, quantity, has_contrast, params, ids, mask, token_types, positions, target_ids, contrast_ids):
+def prepare(model, quantity, has_contrast, params, ids, mask, token_types, positions, target_ids, contrast_ids):
+    """Start compiling the forward `run` runs first (`compiled.forward`'s prepare), for a caller
+    that traces another program meanwhile."""
+    chunk = max(1, STAGE_TOKENS // ids.shape[1])
+    arrays = (ids, mask, token_types, positions, target_ids, contrast_ids)
+    _rows(model, quantity, has_contrast, params, *(a[:chunk] for a in arrays), prepare=True)
+
+
+def _rows(model, quantity, has_contrast, params, ids, mask, token_types, positions, target_ids, contrast_ids,
+          prepare=False):
     from ..explain import run_batch  # explain imports the analysis package: resolved at call time
     with model.using_parameters(params):
-        _, embeddings, rows, quantities, hidden_states = run_batch(
-            model, ids, mask, token_types, positions, target_ids, contrast_ids if has_contrast else None, quantity)
+        swept = run_batch(model, ids, mask, token_types, positions, target_ids,
+                          contrast_ids if has_contrast else None, quantity, prepare=prepare)
+        if prepare:
+            return None
+        _, embeddings, rows, quantities, hidden_states = swept
         best = np.asarray(embeddings.max_path_of_output_wrt_node[0])  # (B, L, H): small, read once
         nodes = path_nodes(embeddings)
         shared = [n for n in nodes if n._order < rows[0]._order]  # the batch's encoder, embeddings included

@@ -25,6 +25,7 @@ values, with dropout active (its keys would be drawn once, at trace time), when 
 something a template cannot hold, or when the trace fails (the eager run then raises the error).
 """
 
+import concurrent.futures
 import weakref
 
 import jax
@@ -72,11 +73,12 @@ class _Entry:
         self.treedef, self.kinds = signature
         self.template, self.function = template, function
         self.programs = {}
+        self.executables = {}  # (program, argument signature) -> Future of its executable
         self.matches = {}
         self.current = None  # (network, params) of the call in flight: whose forward a trace runs
 
 
-def forward(network, args, kwargs, padded=None, lengths=None, function=None, values_now=False):
+def forward(network, args, kwargs, padded=None, lengths=None, function=None, values_now=False, prepare=False):
     """network.forward(*args, **kwargs) as a root call through one compiled program, or EAGER.
 
     padded: (args, kwargs) of the same call on inputs padded to a longer length, lengths: (the
@@ -85,6 +87,9 @@ def forward(network, args, kwargs, padded=None, lengths=None, function=None, val
     (a module-level function: it is part of the cache key), e.g. a part of a model's forward.
     values_now: one program returns every node's value with the outputs, for a caller that
     reads them all (a backprop follows), instead of a second program on the first read.
+    prepare: run nothing; trace and lower the program this call would run (here: the trace swaps
+    the network's weights) and compile it on a thread, for a caller with other Python work to do
+    meanwhile (tracing another program); the call itself then waits for it. Returns None.
     """
     from .dropout import Dropout  # here: dropout.py imports module.py, which imports this file
 
@@ -122,6 +127,10 @@ def forward(network, args, kwargs, padded=None, lengths=None, function=None, val
                 if plan is not None:
                     run, run_call = bucket, padded_call
                     stats.padded += 1
+        if prepare:
+            program_args = ([p.val for p in params], run_call[2], [n.val for n in run_call[3]])
+            _executable(run, "both" if values_now else "out", network, params, program_args, background=True)
+            return None
         stats.calls += 1
         return _replay(network, params, named, exact, exact_call, run, run_call, plan, values_now)
 
@@ -170,11 +179,42 @@ class _Later:
 
 
 def _call(entry, which, network, params, program_args):
-    entry.current = (network, params)  # a first call traces the forward of this network
-    try:
-        return _program(entry, which)(*program_args)
-    finally:
-        entry.current = None
+    return _executable(entry, which, network, params, program_args).result()(*program_args)
+
+
+# prepared programs compile here, one at a time, while their caller's thread goes on
+_compiler = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="bf-forward")
+
+
+def _executable(entry, which, network, params, program_args, background=False):
+    """A Future of the executable of an entry's program for these arguments, traced and lowered
+    on this thread (the trace runs the network's forward) on first use and compiled here, or on
+    `_compiler` if `background`."""
+    key = (which, jax.tree.structure(program_args),
+           tuple((np.shape(a), np.dtype(a.dtype), bool(getattr(a, "weak_type", False)))
+                 for a in jax.tree.leaves(program_args)))
+    pending = entry.executables.get(key)
+    if pending is not None and pending.done() and pending.exception() is not None:
+        pending = None  # a failed compile: the next call tries again
+    if pending is None:
+        entry.current = (network, params)  # the trace runs the forward of this network
+        try:
+            lowered = _program(entry, which).lower(*program_args)
+        finally:
+            entry.current = None
+        x64 = bool(jax.config.jax_enable_x64)  # per thread: the compile runs under the caller's setting
+
+        def compile_():
+            with jax.enable_x64(x64):
+                return lowered.compile()
+
+        if background:
+            pending = _compiler.submit(compile_)
+        else:
+            pending = concurrent.futures.Future()
+            pending.set_result(compile_())
+        entry.executables[key] = pending
+    return pending
 
 
 _KEY_CHANGED = object()
