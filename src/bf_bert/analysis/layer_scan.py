@@ -55,7 +55,6 @@ class StackedWeights:
         return arranged
 
 
-
 def _stack(arrays):
     """jnp.stack, on the host for arrays there: eagerly, jnp.stack compiles a kernel per weight shape
     (five for BERT, ~0.3 s of a first explanation)."""

@@ -2,7 +2,8 @@
 
 `explain`, `explain_batch` and the dataset analysis call the same program. It is one
 `jax.jit` of a `jax.vmap` over sentences (of the step itself for one sentence), built once per
-(architecture, quantity, contrast or not, semirings) and kept for the process; XLA compiles it once per (batch size, padded length).
+(architecture, quantity, contrast or not, semirings) and kept for the process; XLA compiles it
+once per (batch size, padded length).
 The exact top path (max_path) is a stage of its own, run op by op after it (see Program).
 The weights are arguments, not constants, so a second checkpoint of the same architecture (or
 the same one loaded again) reuses the compiled program, and the persistent compilation cache
@@ -258,6 +259,7 @@ class Program:
 
         step.__name__ = step.__qualname__ = f"explain_{quantity}"
         return step
+
 
 def _over_sentences(step):
     """step over a batch axis: jax.vmap, or for one sentence (explain) the step itself, which traces
