@@ -32,7 +32,8 @@ import jax
 import numpy as np
 
 from ..ad.node import Deferred, Node
-from ..ad.replay import CONST, TRACED, NotReplayable, mark, match, rebuild, record, returned_arrays
+from ..ad.replay import TRACED, NotReplayable, mark, rebuild, record, returned_arrays
+from . import cuts
 
 EAGER = object()  # returned when a call must run eagerly
 
@@ -123,7 +124,7 @@ def forward(network, args, kwargs, padded=None, lengths=None, function=None, val
         if padded_call is not None and padded_call[:2] != exact_call[:2]:
             bucket = _entry(context, padded_call)
             if bucket not in (None, _KEY_CHANGED) and bucket.template is not None:
-                plan = _plan(exact, bucket, padded_call[:2], lengths)
+                plan = cuts.plan(exact, bucket, padded_call[:2], lengths)
                 if plan is not None:
                     run, run_call = bucket, padded_call
                     stats.padded += 1
@@ -147,13 +148,15 @@ def _replay(network, params, named, exact, exact_call, run, run_call, plan, valu
     node_cuts = None
     if plan is not None:  # read the caller's constants and outputs off the padded run
         const_sources, array_sources, node_cuts, const_cuts, array_cuts = plan
-        consts = [_cut(consts[s[1]] if s[0] == TRACED else s[1], cut) for s, cut in zip(const_sources, const_cuts)]
-        arrays = [_cut(arrays[i], cut) for i, cut in zip(array_sources, array_cuts)]
-        returned = [_cut(v, node_cuts[k]) for k, v in zip(template.returned, returned)]
+        consts = [cuts.cut_value(consts[s[1]] if s[0] == TRACED else s[1], cut)
+                  for s, cut in zip(const_sources, const_cuts)]
+        arrays = [cuts.cut_value(arrays[i], cut) for i, cut in zip(array_sources, array_cuts)]
+        returned = [cuts.cut_value(v, node_cuts[k]) for k, v in zip(template.returned, returned)]
     values = dict(zip(template.returned, returned))
     if everything is not None:
         result, _ = rebuild(template, params, exact_call[3], dict(named), consts, values, arrays,
-                            lambda k, recipe: everything[k] if node_cuts is None else _cut(everything[k], node_cuts[k]))
+                            lambda k, recipe: everything[k] if node_cuts is None
+                            else cuts.cut_value(everything[k], node_cuts[k]))
         return result
     later = _Later(run, program_args, node_cuts, network, params)
     result, made = rebuild(template, params, exact_call[3], dict(named), consts, values, arrays,
@@ -165,8 +168,8 @@ def _replay(network, params, named, exact, exact_call, run, run_call, plan, valu
 class _Later:
     """The values no caller has read yet, of one call: all made by one run of the "all" program."""
 
-    def __init__(self, entry, program_args, cuts, network, params):
-        self.entry, self.program_args, self.cuts, self.nodes = entry, program_args, cuts, []
+    def __init__(self, entry, program_args, node_cuts, network, params):
+        self.entry, self.program_args, self.node_cuts, self.nodes = entry, program_args, node_cuts, []
         self.network, self.params = network, params
 
     def resolve(self):
@@ -174,7 +177,7 @@ class _Later:
         for k, (ref, value) in enumerate(zip(self.nodes, values)):
             node = ref()
             if node is not None and node._val.__class__ is Deferred:
-                node._val = value if self.cuts is None else _cut(value, self.cuts[k])
+                node._val = value if self.node_cuts is None else cuts.cut_value(value, self.node_cuts[k])
         self.program_args = self.nodes = self.network = self.params = None
 
 
@@ -328,82 +331,6 @@ def _flatten(args, kwargs):
 def _abstract(values):
     return [jax.ShapeDtypeStruct(np.shape(v), jax.dtypes.canonicalize_dtype(v.dtype),
                                  weak_type=bool(getattr(v, "weak_type", False))) for v in values]
-
-
-def _plan(exact, bucket, signature, lengths):
-    """How to read `exact` off `bucket`'s values (cached per pair), or None."""
-    if lengths is None:
-        return None
-    if signature not in exact.matches:
-        exact.matches[signature] = _make_plan(exact.template, bucket.template, lengths)
-    return exact.matches[signature]
-
-
-class _Uncuttable(Exception):
-    pass
-
-
-def _make_plan(exact, bucket, lengths):
-    """None for a different graph, or an axis that grew otherwise than the padding did; else the
-    sources of exact's constants and returned arrays in bucket, and a cut per value."""
-    found = match(exact, bucket)
-    if found is None:
-        return None
-    consts, arrays = found
-    try:
-        node_cuts = [_cut_of(r.shape, s.shape, lengths) for r, s in zip(exact.recipes, bucket.recipes)]
-        const_cuts = [_cut_of(shape, bucket.consts[s[1]][0] if s[0] == TRACED else np.shape(s[1]), lengths)
-                      for s, (shape, _) in zip(consts, exact.consts)]
-        array_cuts = [_cut_of(shape, bucket.arrays[i][0], lengths) for i, (shape, _) in zip(arrays, exact.arrays)]
-    except _Uncuttable:
-        return None
-    return consts, arrays, node_cuts, const_cuts, array_cuts
-
-
-def _cut_of(exact, padded, lengths):
-    """None (the same shape) or (exact shape, rows): keep the first entries of every axis that grew
-    from n to n_padded; with `rows` (lengths[2]), a leading axis of rows·n_padded holds (rows,
-    n_padded) merged row-major (a flattened (batch, seq)), and keeps the first n of each row."""
-    n, n_padded, rows = (*lengths, None)[:3]
-    exact, padded = tuple(exact), tuple(padded)
-    if exact == padded:
-        return None
-    if len(exact) != len(padded):
-        raise _Uncuttable
-    merged = None
-    for axis, (e, p) in enumerate(zip(exact, padded)):
-        if e == p or (e, p) == (n, n_padded):
-            continue
-        if axis == 0 and rows and (e, p) == (rows * n, rows * n_padded):
-            merged = rows
-            continue
-        raise _Uncuttable
-    return exact, merged
-
-
-def _cut(value, cut):
-    if cut is None:
-        return value
-    shape, rows = cut
-    # (rows·n_padded, ...) is read as (rows, n_padded, ...), and keeps the first n of each row
-    limits = tuple(shape) if rows is None else (rows, shape[0] // rows, *shape[1:])
-    if not isinstance(value, np.ndarray) and not _on_cpu(value):
-        if rows is not None:
-            value = value.reshape(rows, -1, *value.shape[1:])
-        return jax.lax.slice(value, (0,) * len(limits), limits).reshape(shape)
-    # on the host a cut is a view: lax.slice would compile a kernel for every new length
-    host = np.asarray(value)
-    if rows is not None:
-        host = host.reshape(rows, -1, *host.shape[1:])
-    host = host[tuple(slice(0, k) for k in limits)].reshape(shape)
-    return host if isinstance(value, np.ndarray) else jax.device_put(np.ascontiguousarray(host))
-
-
-def _on_cpu(value):
-    try:
-        return all(device.platform == "cpu" for device in value.devices())
-    except AttributeError:  # a Python number or another array type: numpy reads it
-        return True
 
 
 def eager():
