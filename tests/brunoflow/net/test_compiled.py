@@ -268,3 +268,18 @@ def test_a_function_of_the_network_runs_as_its_root_call_with_every_value_at_onc
     assert compiled.stats.programs == 2 and compiled.stats.templates == 2
     compiled.forward(model, (bf.Node(_x(seed=1)),), {}, function=_hidden_only, values_now=True)
     assert compiled.stats.programs == 2  # the function's program, reused
+
+
+def test_a_prepared_call_compiles_on_a_thread_and_the_call_then_runs_that_executable():
+    model = Tagger()
+    x = bf.Node(_x(), name="x")
+    assert compiled.forward(model, (x,), {}, function=_hidden_only, values_now=True, prepare=True) is None
+    # traced here (the trace swaps the weights, so it cannot leave this thread); nothing ran
+    assert compiled.stats.programs == 1 and compiled.stats.calls == 0
+    with model.as_root():
+        eager = model.block(x)
+    got = compiled.forward(model, (x,), {}, function=_hidden_only, values_now=True)
+    assert compiled.stats.programs == 1 and compiled.stats.calls == 1  # the prepared executable, no new trace
+    assert_same_graph(got, eager, leaves=[x, *model.parameters()])
+    compiled.forward(model, (x,), {}, function=_hidden_only, values_now=True, prepare=True)
+    assert compiled.stats.programs == 1  # preparing a compiled call again does nothing
