@@ -11,6 +11,8 @@ model in float32, with explain.py's agreement sentence of `seq` tokens (q = logi
 
 Per process: the wall time of the first `explain` call (model and tokenizer already loaded; loading
 is reported apart), the time of a second `explain` of another text of the same bucket (no compile),
+then of a text of the next bucket (`seq` + 16 tokens: a new length in a process that has explained
+one already, whose program and encoder kernels compile while the head's kernels are reused),
 brunoflow's kernel-cache misses of the first call (kernels new to the process: compiled, or loaded
 from the disk cache), how many backward kernels the disk cache keeps after it, and the process's
 peak RSS.
@@ -67,7 +69,12 @@ def child(seq, cache_dir):
     start = time.perf_counter()
     explain(model, tokenizer, other, target=CONTRAST, contrast=TARGET)
     second_s = time.perf_counter() - start
+    longer, _ = sentence(tokenizer, seq + 16)
+    start = time.perf_counter()
+    explain(model, tokenizer, longer, target=TARGET, contrast=CONTRAST)
+    next_length_s = time.perf_counter() - start
     print(json.dumps({"load_s": loaded, "first_explain_s": first_s, "second_explain_s": second_s,
+                      "next_length_s": next_length_s,
                       "kernel_misses": misses, "q": first.value, "top_path_hops": len(first.top_path),
                       "peak_rss_mb": peak_rss_mb(),
                       "jax": jax.__version__}))
@@ -105,7 +112,8 @@ def main():
         results[str(seq)] = rows
         for mode, row in rows.items():
             print(f"seq {seq:4d} | {mode:20s} | first explain {row['first_explain_s']:7.2f} s | second (same bucket) "
-                  f"{row['second_explain_s']:6.2f} s | {row['kernel_misses']:4d} kernels new to the process, "
+                  f"{row['second_explain_s']:6.2f} s | next length {row['next_length_s']:6.2f} s | "
+                  f"{row['kernel_misses']:4d} kernels new to the process, "
                   f"{row['kernels_on_disk']:3d} kept on disk | load "
                   f"{row['load_s']:5.1f} s | peak RSS {row['peak_rss_mb']:6.0f} MB", flush=True)
     machine = {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
