@@ -17,6 +17,7 @@ import numpy as np
 
 import brunoflow as bf
 from brunoflow.ad.backprop import backprop, states_of
+from brunoflow.ad.node import on_cpu
 from brunoflow.ad.replay import mark, rebuild, record
 from brunoflow.net.module import parameter_values
 
@@ -58,7 +59,7 @@ class StackedWeights:
 def _stack(arrays):
     """jnp.stack, on the host for arrays there: eagerly, jnp.stack compiles a kernel per weight shape
     (five for BERT, ~0.3 s of a first explanation)."""
-    if all(isinstance(a, jax.Array) and all(d.platform == "cpu" for d in a.devices()) for a in arrays):
+    if all(on_cpu(a) for a in arrays):
         return jnp.asarray(np.stack([np.asarray(a) for a in arrays]))
     return jnp.stack(arrays)
 

@@ -263,3 +263,12 @@ class Parameter(Node):
 def value_of(x):
     """A Node's array, or x itself (a constant array or number): the one spelling of unwrapping."""
     return x.val if isinstance(x, Node) else x
+
+
+def on_cpu(value):
+    """Whether numpy can read `value` where it is: a host array or number, or a JAX array whose
+    devices are all CPUs (read in place, no copy and no kernel)."""
+    try:
+        return all(device.platform == "cpu" for device in value.devices())
+    except AttributeError:  # a Python number or a numpy array
+        return True

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .node import value_of
+from .node import on_cpu, value_of
 from .semirings import MaxPath
 from .tropical import DEFERRED
 
@@ -164,7 +164,7 @@ def _element(array, index):
     """One element on the host. A CPU array is read in place (no copy, no kernel: ~10 µs where
     indexing on the device compiles a slice per shape and costs ~0.3 ms a read); elsewhere only
     the element leaves the device, as nodes can be large."""
-    if isinstance(array, jax.Array) and all(d.platform == "cpu" for d in array.devices()):
+    if on_cpu(array):
         return np.from_dlpack(array)[index]
     return array[index]
 

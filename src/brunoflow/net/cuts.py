@@ -6,6 +6,7 @@ cut to the first n entries of every axis that grew from n to n_padded.
 import jax
 import numpy as np
 
+from ..ad.node import on_cpu
 from ..ad.replay import TRACED, match
 
 
@@ -66,7 +67,7 @@ def cut_value(value, cut):
     shape, rows = cut
     # (rows·n_padded, ...) is read as (rows, n_padded, ...), and keeps the first n of each row
     limits = tuple(shape) if rows is None else (rows, shape[0] // rows, *shape[1:])
-    if not isinstance(value, np.ndarray) and not _on_cpu(value):
+    if not isinstance(value, np.ndarray) and not on_cpu(value):
         if rows is not None:
             value = value.reshape(rows, -1, *value.shape[1:])
         return jax.lax.slice(value, (0,) * len(limits), limits).reshape(shape)
@@ -76,10 +77,3 @@ def cut_value(value, cut):
         host = host.reshape(rows, -1, *host.shape[1:])
     host = host[tuple(slice(0, k) for k in limits)].reshape(shape)
     return host if isinstance(value, np.ndarray) else jax.device_put(np.ascontiguousarray(host))
-
-
-def _on_cpu(value):
-    try:
-        return all(device.platform == "cpu" for device in value.devices())
-    except AttributeError:  # a Python number or another array type: numpy reads it
-        return True

@@ -239,7 +239,7 @@ def test_cuts_off_the_host_give_the_same_values(monkeypatch):
     model = Tagger(merge=True)
     x = _x((2, 5, 4))
     padded = np.concatenate([x, np.zeros((2, 3, 4), np.float32)], axis=1)
-    monkeypatch.setattr(cuts, "_on_cpu", lambda value: False)
+    monkeypatch.setattr(cuts, "on_cpu", lambda value: False)
     got = compiled.forward(model, (x,), {}, padded=((padded,), {}), lengths=(5, 8, 2))
     assert compiled.stats.padded == 1
     assert_same_graph(got["probs"], _eager(model, x)["probs"])
