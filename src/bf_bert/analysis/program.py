@@ -294,12 +294,12 @@ class _Jitted:
 
     def has(self, args):
         """Whether an executable for `args` is compiled or compiling."""
-        return (jax.tree.structure(args), signature(jax.tree.leaves(args))) in self.executables
+        return _signature_of(args) in self.executables
 
     def executable(self, args, run_once):
         """A Future of the executable for `args`; `run_once`: also run it once on them in the thread
         (for a caller with other work to do meanwhile, see `_compile`)."""
-        key = (jax.tree.structure(args), signature(jax.tree.leaves(args)))
+        key = _signature_of(args)
         if key not in self.executables:
             exported = exported_program(self.jitted, args, (self.disk_key, key))
             lowered = self.jitted.lower(*args) if exported is None else jax.jit(exported.call).lower(*args)
@@ -309,6 +309,10 @@ class _Jitted:
         if pending.done() and pending.exception() is not None:  # a later call may try again
             del self.executables[key]
         return pending
+
+
+def _signature_of(args):
+    return jax.tree.structure(args), signature(jax.tree.leaves(args))
 
 
 def _compile(lowered, args, x64):

@@ -47,20 +47,18 @@ def run(model, quantity, has_contrast, params, ids, mask, token_types, positions
 def prepare(model, quantity, has_contrast, params, ids, mask, token_types, positions, target_ids, contrast_ids):
     """Start compiling the forward `run` runs first (`compiled.forward`'s prepare), for a caller
     that traces another program meanwhile."""
-    chunk = max(1, STAGE_TOKENS // ids.shape[1])
-    arrays = (ids, mask, token_types, positions, target_ids, contrast_ids)
-    _rows(model, quantity, has_contrast, params, *(a[:chunk] for a in arrays), prepare=True)
-
-
-def _rows(model, quantity, has_contrast, params, ids, mask, token_types, positions, target_ids, contrast_ids,
-          prepare=False):
     from ..explain import run_batch  # explain imports the analysis package: resolved at call time
+    chunk = max(1, STAGE_TOKENS // ids.shape[1])
     with model.using_parameters(params):
-        swept = run_batch(model, ids, mask, token_types, positions, target_ids,
-                          contrast_ids if has_contrast else None, quantity, prepare=prepare)
-        if prepare:
-            return None
-        _, embeddings, rows, quantities, hidden_states = swept
+        run_batch(model, ids[:chunk], mask[:chunk], token_types[:chunk], positions[:chunk], target_ids[:chunk],
+                  contrast_ids[:chunk] if has_contrast else None, quantity, prepare=True)
+
+
+def _rows(model, quantity, has_contrast, params, ids, mask, token_types, positions, target_ids, contrast_ids):
+    from ..explain import run_batch
+    with model.using_parameters(params):
+        _, embeddings, rows, quantities, hidden_states = run_batch(
+            model, ids, mask, token_types, positions, target_ids, contrast_ids if has_contrast else None, quantity)
         best = np.asarray(embeddings.max_path_of_output_wrt_node[0])  # (B, L, H): small, read once
         nodes = path_nodes(embeddings)
         shared = [n for n in nodes if n._order < rows[0]._order]  # the batch's encoder, embeddings included
