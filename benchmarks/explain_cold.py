@@ -14,8 +14,8 @@ is reported apart), the time of a second `explain` of another text of the same b
 then of a text of the next bucket (`seq` + 16 tokens: a new length in a process that has explained
 one already, whose program and encoder kernels compile while the head's kernels are reused),
 brunoflow's kernel-cache misses of the first call (kernels new to the process: compiled, or loaded
-from the disk cache), how many backward kernels the disk cache keeps after it, and the process's
-peak RSS.
+from the disk cache), how many backward kernels the disk cache holds when the process ends (both
+lengths'), and the process's peak RSS.
 
   .venv/bin/python benchmarks/explain_cold.py             # seq 16 and 128 (~4 min on 2 cores)
   .venv/bin/python benchmarks/explain_cold.py --seqs 16   # one length
