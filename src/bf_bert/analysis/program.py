@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import brunoflow as bf
-from brunoflow.ad import scaled
+from brunoflow.ad import jax_settings, scaled
 from brunoflow.ad.backprop import ancestors
 from brunoflow.ad.compiler_options import fast_compile
 from brunoflow.ad.primitive import signature
@@ -293,7 +293,7 @@ class _Jitted:
         return params if self._arrange is None else self._arrange(params)
 
     def has(self, args):
-        """Whether an executable for `args` is compiled or compiling."""
+        """Whether an executable for `args` (under this thread's JAX settings) is compiled or compiling."""
         return _signature_of(args) in self.executables
 
     def executable(self, args, run_once):
@@ -303,8 +303,7 @@ class _Jitted:
         if key not in self.executables:
             exported = exported_program(self.jitted, args, (self.disk_key, key))
             lowered = self.jitted.lower(*args) if exported is None else jax.jit(exported.call).lower(*args)
-            self.executables[key] = self._compiler.submit(_compile, lowered, args if run_once else None,
-                                                          jax.config.jax_enable_x64)
+            self.executables[key] = self._compiler.submit(_compile, lowered, args if run_once else None, key[-1])
         pending = self.executables[key]
         if pending.done() and pending.exception() is not None:  # a later call may try again
             del self.executables[key]
@@ -312,15 +311,15 @@ class _Jitted:
 
 
 def _signature_of(args):
-    return jax.tree.structure(args), signature(jax.tree.leaves(args))
+    return jax.tree.structure(args), signature(jax.tree.leaves(args)), jax_settings.current()
 
 
-def _compile(lowered, args, x64):
-    """The executable, under the caller's float64 setting (`jax.enable_x64` holds per thread),
+def _compile(lowered, args, settings):
+    """The executable, under the caller's JAX settings (which may hold for its thread only),
     and run once on `args` unless None: XLA finishes loading an executable on its first run
     (~0.9 s for MiniLM's program read from the disk cache, against ~0.1 s later ones), which
     then happens off the caller's thread, while it runs the top-path stage."""
-    with jax.enable_x64(x64):
+    with jax_settings.applied(settings):
         executable = lowered.compile(compiler_options=fast_compile())
         first = None if args is None else (args, jax.block_until_ready(executable(*args)))
     return _Loaded(executable, first)

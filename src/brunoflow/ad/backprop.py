@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import profile
+from . import jax_settings, profile
 from .kernel_store import StoredKernel
 from .node import Node, register_semiring_fields, value_of
 from .primitive import backward_kernel
@@ -169,11 +169,11 @@ def _plan(order, root, semirings, wanted, track_parents):
             missing.append((len(steps), first))
         steps.append((node, xs, distinct, consumer, kernel, None))
     if len(missing) > 1 and _COMPILERS is not None and not isinstance(root.val, jax.core.Tracer):
-        x64 = jax.config.jax_enable_x64  # `with jax.enable_x64()` holds on this thread only
+        settings = jax_settings.current()  # `with jax.enable_x64()` and the like hold on this thread only
         for k, first in missing:
             node, xs, distinct, consumer, kernel, _ = steps[k]
             steps[k] = (node, xs, distinct, consumer, kernel,
-                        _COMPILERS.submit(_warm, kernel, node, xs, distinct, first, consumer, semirings, x64))
+                        _COMPILERS.submit(_warm, kernel, node, xs, distinct, first, consumer, semirings, settings))
     return steps
 
 
@@ -182,12 +182,12 @@ _COMPILERS = (concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count(), 
               if (os.cpu_count() or 1) > 1 else None)
 
 
-def _warm(kernel, node, xs, distinct, first, consumer, semirings, x64):
+def _warm(kernel, node, xs, distinct, first, consumer, semirings, settings):
     """Compile `kernel` by running it once on the node's real inputs and stand-in states (zeros
     shaped as the seeds: the sweep's structure, shapes and dtypes; None where the sweep has none
-    yet), with the sweep's float64 setting. Any error is left for the sweep's own call to raise."""
+    yet), under the sweep's JAX settings. Any error is left for the sweep's own call to raise."""
     try:
-        with jax.enable_x64(x64):
+        with jax_settings.applied(settings):
             if isinstance(kernel, StoredKernel) and kernel.load():  # read from disk: nothing to compile
                 return
             stand_in = tuple(_zeros_like_seed(s, node.val) for s in semirings)

@@ -5,8 +5,9 @@ kernel traced and lowered first (its key hashes the lowered program): for the ~5
 kernels of one BERT explanation that is ~2 s of Python, GIL-bound, in every new process. With
 `keep_kernels(True)` and JAX's cache folder set, each backward kernel's executable is written
 to `<cache folder>/bf_kernels` under a key made of what the kernel is (op, static parameters,
-semirings, input layout, argument shapes and dtypes, float64 mode) and of where it runs (JAX
-version, backend, device, brunoflow's source), and a later process loads it by that key alone.
+semirings, input layout, argument shapes and dtypes, `jax_settings`: float64 mode and matmul
+precision) and of where it runs (JAX version, backend, device, brunoflow's source), and a later
+process loads it by that key alone.
 A kernel whose description has no stable text (a static parameter that is a function, say),
 or one called while tracing, stays a plain `jax.jit`.
 """
@@ -21,6 +22,8 @@ import warnings
 import jax
 import numpy as np
 from jax.experimental import serialize_executable
+
+from . import jax_settings
 
 _enabled = False
 _listening = False
@@ -66,7 +69,7 @@ def stored(jitted, description):
 
 class StoredKernel:
     """A jitted kernel whose executable comes from the kernel folder (or is compiled and put there)
-    on its first call outside a trace, per float64 mode; later calls run that executable."""
+    on its first call outside a trace, per `jax_settings`; later calls run that executable."""
 
     def __init__(self, jitted, text):
         self.jitted, self._text, self._compiled = jitted, text, {}
@@ -75,35 +78,37 @@ class StoredKernel:
     def __call__(self, *args):
         if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(args)):
             return self.jitted(*args)
-        x64 = bool(jax.config.jax_enable_x64)  # weak Python scalars' types, and the trace, depend on it
-        compiled = self._compiled.get(x64) or self._acquire(args, x64)
+        settings = jax_settings.current()  # the trace depends on them
+        compiled = self._compiled.get(settings) or self._acquire(args, settings)
         try:
             return compiled(*args)
         except TypeError:  # arguments typed unlike the first call's (a weak type, say): jit's own path
             return self.jitted(*args)
 
     def load(self):
-        """Whether the executable is ready for this float64 mode, loading it from the folder if it
+        """Whether the executable is ready for these JAX settings, loading it from the folder if it
         is there: what a caller that would otherwise compile it ahead (by a first call) asks."""
-        x64 = bool(jax.config.jax_enable_x64)
+        settings = jax_settings.current()
         with self._lock:
-            if x64 not in self._compiled:
-                loaded = self._read(self._path(x64))
+            if settings not in self._compiled:
+                loaded = self._read(self._path(settings))
                 if loaded is None:
                     return False
-                self._compiled[x64] = loaded
+                self._compiled[settings] = loaded
         return True
 
-    def _acquire(self, args, x64):
+    def _acquire(self, args, settings):
         with self._lock:
-            if x64 not in self._compiled:
-                path = self._path(x64)
-                self._compiled[x64] = self._read(path) or self._compile(args, path)
-            return self._compiled[x64]
+            if settings not in self._compiled:
+                path = self._path(settings)
+                self._compiled[settings] = self._read(path) or self._compile(args, path)
+            return self._compiled[settings]
 
-    def _path(self, x64):
+    def _path(self, settings):
         where = folder()
-        return None if where is None else os.path.join(where, _digest(f"{self._text} x64={x64}") + ".kernel")
+        x64, precision = settings
+        text = f"{self._text} x64={x64} matmul precision={precision}"
+        return None if where is None else os.path.join(where, _digest(text) + ".kernel")
 
     @staticmethod
     def _read(path):

@@ -31,6 +31,7 @@ import weakref
 import jax
 import numpy as np
 
+from ..ad import jax_settings
 from ..ad.node import Deferred, Node
 from ..ad.replay import TRACED, NotReplayable, mark, rebuild, record, returned_arrays
 from . import cuts
@@ -193,9 +194,10 @@ def _executable(entry, which, network, params, program_args, background=False):
     """A Future of the executable of an entry's program for these arguments, traced and lowered
     on this thread (the trace runs the network's forward) on first use and compiled here, or on
     `_compiler` if `background`."""
+    settings = jax_settings.current()  # per thread: the compile runs under the caller's
     key = (which, jax.tree.structure(program_args),
            tuple((np.shape(a), np.dtype(a.dtype), bool(getattr(a, "weak_type", False)))
-                 for a in jax.tree.leaves(program_args)))
+                 for a in jax.tree.leaves(program_args)), settings)
     pending = entry.executables.get(key)
     if pending is not None and pending.done() and pending.exception() is not None:
         pending = None  # a failed compile: the next call tries again
@@ -205,10 +207,9 @@ def _executable(entry, which, network, params, program_args, background=False):
             lowered = _program(entry, which).lower(*program_args)
         finally:
             entry.current = None
-        x64 = bool(jax.config.jax_enable_x64)  # per thread: the compile runs under the caller's setting
 
         def compile_():
-            with jax.enable_x64(x64):
+            with jax_settings.applied(settings):
                 return lowered.compile()
 
         if background:

@@ -42,8 +42,11 @@ SWEEP = textwrap.dedent("""
 """)
 
 
-def sweep(folder, keep=True, mode="", x64=False):
+def sweep(folder, keep=True, mode="", x64=False, precision=None):
     env = dict(os.environ, JAX_ENABLE_X64="1" if x64 else "0", JAX_PLATFORMS="cpu")
+    env.pop("JAX_DEFAULT_MATMUL_PRECISION", None)
+    if precision is not None:
+        env["JAX_DEFAULT_MATMUL_PRECISION"] = precision
     done = subprocess.run([sys.executable, "-c", SWEEP, str(folder), "keep" if keep else "off", mode],
                           capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -70,6 +73,16 @@ def test_a_new_process_loads_every_kernel_and_computes_the_same_values(tmp_path)
     wide = sweep(tmp_path, x64=True)  # float64 kernels are others, kept beside
     assert wide["dtype"] == "float64" and len(kernels(tmp_path)) > len(stored)
     np.testing.assert_allclose(wide["grad"], first["grad"], rtol=1e-5)
+
+
+def test_kernels_compiled_under_another_matmul_precision_are_others(tmp_path):
+    """On a GPU the default precision runs float32 products at reduced precision: a process that
+    asks for "highest" must not load the default's contraction kernels (on CPU the numbers agree)."""
+    first = sweep(tmp_path)
+    stored = kernels(tmp_path)
+    precise = sweep(tmp_path, precision="highest")
+    assert len(kernels(tmp_path)) > len(stored)  # the matmuls' kernels, kept beside the default's
+    np.testing.assert_allclose(precise["grad"], first["grad"], rtol=1e-6)
 
 
 def test_a_kernel_jax_served_from_its_own_cache_is_not_kept(tmp_path):

@@ -133,6 +133,16 @@ def test_one_program_per_signature():
     assert (compiled.stats.templates, compiled.stats.programs) == (3, 3)
 
 
+def test_an_executable_serves_only_the_jax_settings_it_was_compiled_under():
+    model = Tagger()
+    model(_x())
+    with jax.default_matmul_precision("highest"):  # on a GPU: float32 products at full precision
+        model(_x())
+    assert compiled.stats.programs == 2
+    model(_x())  # the first executable again
+    assert compiled.stats.programs == 2
+
+
 def test_a_padded_call_is_read_back_at_the_callers_length():
     model = Tagger()
     x = _x((2, 5, 4))
