@@ -91,22 +91,30 @@ def forward(network, args, kwargs, padded=None, lengths=None, function=None, val
     reads them all (a backprop follows), instead of a second program on the first read.
     prepare: run nothing; trace and lower the program this call would run (here: the trace swaps
     the network's weights) and compile it on a thread, for a caller with other Python work to do
-    meanwhile (tracing another program); the call itself then waits for it. Returns None.
+    meanwhile (tracing another program); the call itself then waits for it. Returns None, and
+    counts nothing: a forward that cannot compile is counted by the call that runs it eagerly.
     """
+    found = _forward(network, args, kwargs, padded, lengths, function, values_now, prepare)
+    if found is EAGER and not prepare:
+        stats.eager += 1
+    return None if prepare else found
+
+
+def _forward(network, args, kwargs, padded, lengths, function, values_now, prepare):
     from .dropout import Dropout  # here: dropout.py imports module.py, which imports this file
 
     named = list(network.named_modules())
     if _inside_a_transformation() or any(isinstance(m, Dropout) and m.training and m.p > 0 for _, m in named):
-        return eager()
+        return EAGER
     params = list(network.parameters())
     param_vals = [p.val for p in params]
     if any(isinstance(v, jax.core.Tracer) for v in param_vals):
-        return eager()
+        return EAGER
     try:
         exact_call = _flatten(args, kwargs)
         padded_call = _flatten(*padded) if padded is not None else None
     except _Eager:
-        return eager()
+        return EAGER
     network_sig = (tuple((path, type(m), m.training) for path, m in named),
                    tuple((tuple(np.shape(v)), np.dtype(v.dtype)) for v in param_vals),
                    bool(jax.config.jax_enable_x64))  # constants' dtypes follow it
@@ -120,7 +128,7 @@ def forward(network, args, kwargs, padded=None, lengths=None, function=None, val
             if exact is not _KEY_CHANGED:
                 break
         if exact is None or exact is _KEY_CHANGED or exact.template is None:
-            return eager()
+            return EAGER
         run, run_call, plan = exact, exact_call, None
         if padded_call is not None and padded_call[:2] != exact_call[:2]:
             bucket = _entry(context, padded_call)
@@ -128,12 +136,13 @@ def forward(network, args, kwargs, padded=None, lengths=None, function=None, val
                 plan = cuts.plan(exact, bucket, padded_call[:2], lengths)
                 if plan is not None:
                     run, run_call = bucket, padded_call
-                    stats.padded += 1
         if prepare:
             program_args = ([p.val for p in params], run_call[2], [n.val for n in run_call[3]])
             _executable(run, "both" if values_now else "out", network, params, program_args, background=True)
             return None
         stats.calls += 1
+        if plan is not None:
+            stats.padded += 1
         return _replay(network, params, named, exact, exact_call, run, run_call, plan, values_now)
 
 

@@ -293,3 +293,18 @@ def test_a_prepared_call_compiles_on_a_thread_and_the_call_then_runs_that_execut
     assert_same_graph(got, eager, leaves=[x, *model.parameters()])
     compiled.forward(model, (x,), {}, function=_hidden_only, values_now=True, prepare=True)
     assert compiled.stats.programs == 1  # preparing a compiled call again does nothing
+
+
+def test_a_prepared_call_that_cannot_compile_runs_and_counts_nothing():
+    class Noisy(Tagger):
+        def __init__(self):
+            super().__init__()
+            self.drop = Dropout(0.5, key=0)
+
+        def forward(self, x):
+            return self.drop(super().forward(x)["probs"])
+
+    noisy, x = Noisy(), bf.Node(_x(), name="x")
+    assert compiled.forward(noisy, (x,), {}, prepare=True) is None  # dropout in training: no program
+    assert compiled.stats.eager == 0 and compiled.stats.programs == 0
+    assert compiled.forward(noisy, (x,), {}) is compiled.EAGER and compiled.stats.eager == 1
