@@ -232,3 +232,31 @@ def test_a_second_text_of_the_same_bucket_compiles_nothing(checkpoint):
     explain_batch(BFBertForMaskedLM.from_pretrained(folder), tokenizer, ["The cats by the door [MASK] there."],
                   target="is", contrast="are", progress=False)  # another text, a fresh load: the same program
     assert program.compiled_shapes() == compiled  # (other tests may have compiled other lengths)
+
+
+def test_the_program_runs_beside_the_top_path_stage_not_before_it(checkpoint, monkeypatch):
+    """XLA on CPU runs what one thread dispatches in order: the program runs on a thread of its
+    own, so a program run that waits for the whole stage still finishes (on the caller's thread
+    it would hold the stage up, and this would time out)."""
+    import threading
+
+    from bf_bert.analysis import program, top_path_stage
+    tokenizer, _, folder = checkpoint
+    model = BFBertForMaskedLM.from_pretrained(folder)
+    expected = explain(model, tokenizer, TEXT, target="is", contrast="are")
+    stage_done = threading.Event()
+    stage, run_program = top_path_stage.run, program._run
+
+    def stage_then_signal(*args):
+        result = stage(*args)
+        stage_done.set()
+        return result
+
+    def run_after_the_stage(*args):
+        assert stage_done.wait(timeout=120), "the program's run held up the top-path stage"
+        return run_program(*args)
+
+    monkeypatch.setattr(top_path_stage, "run", stage_then_signal)
+    monkeypatch.setattr(program, "_run", run_after_the_stage)
+    got = explain(model, tokenizer, TEXT, target="is", contrast="are")
+    assert stage_done.is_set() and got.value == expected.value and got.top_path == expected.top_path

@@ -226,19 +226,19 @@ class Program:
         args = (self._jitted.arrange(params), ids, mask, token_types, positions, target_ids, contrast_ids)
         if not self._with_max_path:
             return self._jitted.executable(args, run_once=False).result()(*args)
-        # A compiled program is dispatched first and runs on XLA's threads while this one runs
-        # the top-path stage. For a new shape, the stage's forward starts compiling in a thread
-        # while this one traces the program (Python: one core), then the program compiles in a
-        # thread while the stage's kernels compile here: the compiles overlap
+        # For a new shape, the stage's forward starts compiling in a thread while this one traces
+        # the program (Python: one core), then the program compiles in a thread while the stage's
+        # kernels compile here: the compiles overlap. Then the program runs beside the stage: XLA
+        # on CPU runs what one thread dispatches in order, so the stage's kernels, dispatched
+        # here, would wait for a program dispatched here too; from a thread of its own it does not
         if not self._jitted.has(args):
             top_path_stage.prepare(self._model, self.quantity, self._has_contrast, params,
                                    *(np.asarray(a) for a in args[1:]))
         program = self._jitted.executable(args, run_once=True)
-        output = program.result()(*args) if program.done() else None
+        running = _RUNNER.submit(_run, program, args)
         top_path, positions, values, self.layouts[ids.shape[1]] = top_path_stage.run(
             self._model, self.quantity, self._has_contrast, params, *(np.asarray(a) for a in args[1:]))
-        if output is None:
-            output = program.result()(*args)
+        output = running.result()
         return Output(output.readout._replace(top_path=jnp.asarray(top_path)), jnp.asarray(positions),
                       jnp.asarray(values))
 
@@ -308,6 +308,15 @@ class _Jitted:
         if pending.done() and pending.exception() is not None:  # a later call may try again
             del self.executables[key]
         return pending
+
+
+# the explanation program's runs beside the top-path stage (see Program.__call__)
+_RUNNER = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="bf-program")
+
+
+def _run(program, args):
+    """The output of a program (a Future of its executable) on `args`, once computed."""
+    return jax.block_until_ready(program.result()(*args))
 
 
 def _signature_of(args):
