@@ -303,7 +303,8 @@ class _Jitted:
         if key not in self.executables:
             exported = exported_program(self.jitted, args, (self.disk_key, key))
             lowered = self.jitted.lower(*args) if exported is None else jax.jit(exported.call).lower(*args)
-            self.executables[key] = self._compiler.submit(_compile, lowered, args if run_once else None, key[-1])
+            self.executables[key] = self._compiler.submit(_compile, lowered, args if run_once else None,
+                                                          jax_settings.current())
         pending = self.executables[key]
         if pending.done() and pending.exception() is not None:  # a later call may try again
             del self.executables[key]
