@@ -44,6 +44,17 @@ class Tagger(Network):
         return {"probs": bf.func.softmax(scores, axis=-1), "hidden": (hidden, None)}
 
 
+class Noisy(Tagger):
+    """A Tagger whose output goes through dropout: in training, no program can hold it."""
+
+    def __init__(self):
+        super().__init__()
+        self.drop = Dropout(0.5, key=0)
+
+    def forward(self, x):
+        return self.drop(super().forward(x)["probs"])
+
+
 def _x(shape=(2, 5, 4), seed=0):
     return np.random.default_rng(seed).normal(size=shape).astype(np.float32)
 
@@ -181,14 +192,6 @@ def test_inside_a_jax_transformation_and_with_dropout_the_call_runs_eagerly():
                                atol=1e-7)
     assert compiled.stats.calls == 0 and compiled.stats.eager == 2
 
-    class Noisy(Tagger):
-        def __init__(self):
-            super().__init__()
-            self.drop = Dropout(0.5, key=0)
-
-        def forward(self, x):
-            return self.drop(super().forward(x)["probs"])
-
     noisy = Noisy()
     first, second = np.asarray(noisy(x).val), np.asarray(noisy(x).val)
     assert not np.array_equal(first, second)  # a fresh mask every call, as eager
@@ -296,14 +299,6 @@ def test_a_prepared_call_compiles_on_a_thread_and_the_call_then_runs_that_execut
 
 
 def test_a_prepared_call_that_cannot_compile_runs_and_counts_nothing():
-    class Noisy(Tagger):
-        def __init__(self):
-            super().__init__()
-            self.drop = Dropout(0.5, key=0)
-
-        def forward(self, x):
-            return self.drop(super().forward(x)["probs"])
-
     noisy, x = Noisy(), bf.Node(_x(), name="x")
     assert compiled.forward(noisy, (x,), {}, prepare=True) is None  # dropout in training: no program
     assert compiled.stats.eager == 0 and compiled.stats.programs == 0
