@@ -95,9 +95,9 @@ def forward(network, args, kwargs, padded=None, lengths=None, function=None, val
     counts nothing: a forward that cannot compile is counted by the call that runs it eagerly.
     """
     found = _forward(network, args, kwargs, padded, lengths, function, values_now, prepare)
-    if found is EAGER and not prepare:
-        stats.eager += 1
-    return None if prepare else found
+    if prepare:
+        return None
+    return eager() if found is EAGER else found
 
 
 def _forward(network, args, kwargs, padded, lengths, function, values_now, prepare):
